@@ -1,0 +1,143 @@
+/* rotate.c — the rotation thread and the rotation step. */
+#include "rotate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+/* Serialises rotations and guards the thread's life cycle.  Held across synchronize_rcu, which
+ * is fine because no reader ever takes it (design decision 5). */
+static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sp_rot_cond;
+static pthread_t sp_rot_thread;
+static long sp_period_ms;
+static bool sp_rot_started, sp_rot_stop, sp_rot_cond_ready;
+static _Atomic bool sp_rot_running;
+static _Atomic uint64_t sp_rot_count;
+
+void sp_rotator_configure(long period_ms) { sp_period_ms = period_ms; }
+long sp_rotator_period(void) { return sp_period_ms; }
+uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_order_relaxed); }
+
+static void sp_cond_init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&sp_rot_cond, &a);
+    pthread_condattr_destroy(&a);
+    sp_rot_cond_ready = true;
+}
+
+/* Caller holds sp_rot_lock. */
+static uint64_t sp_rotate_locked(void)
+{
+    struct sp_gen *fresh = sp_gen_new();
+    if (!fresh) return 0;                 /* no memory: skip this rotation, keep what we have */
+    struct sp_gen *aged = sp_pool_publish(fresh);
+    /* Rings retired up to now may still be held by readers that started before this point. */
+    struct sp_dequeue *retired = sp_chain_retired_take();
+    sp_rcu_synchronize();
+    /* No reader can see `aged` or the retired rings any more. */
+    uint64_t n = sp_gen_release(aged);
+    sp_chain_retired_free(retired);
+    atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
+    return n;
+}
+
+uint64_t sp_rotate_once(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    uint64_t n = sp_rotate_locked();
+    pthread_mutex_unlock(&sp_rot_lock);
+    return n;
+}
+
+static void *sp_rotator_main(void *arg)
+{
+    (void)arg;
+    sp_self.state = SP_T_OFF;   /* this thread's own allocations go straight to the backend */
+    pthread_mutex_lock(&sp_rot_lock);
+    while (!sp_rot_stop) {
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_sec += sp_period_ms / 1000;
+        at.tv_nsec += (sp_period_ms % 1000) * 1000000L;
+        if (at.tv_nsec >= 1000000000L) { at.tv_sec++; at.tv_nsec -= 1000000000L; }
+        int rc = 0;
+        while (!sp_rot_stop && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&sp_rot_cond, &sp_rot_lock, &at);
+        if (sp_rot_stop) break;
+        sp_rotate_locked();
+    }
+    pthread_mutex_unlock(&sp_rot_lock);
+    return NULL;
+}
+
+void sp_rotator_ensure_started(void)
+{
+    if (sp_period_ms <= 0 || atomic_load_explicit(&sp_rot_running, memory_order_acquire)) return;
+    pthread_mutex_lock(&sp_rot_lock);
+    if (!sp_rot_started && !sp_rot_stop) {
+        sp_rot_started = true;            /* one attempt per process (and per forked child) */
+        if (!sp_rot_cond_ready) sp_cond_init();
+        /* The thread gets no signals: they belong to the application's threads. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&sp_rot_thread, NULL, sp_rotator_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc == 0)
+            atomic_store_explicit(&sp_rot_running, true, memory_order_release);
+        else
+            dprintf(2, "syncpool: cannot start the rotation thread (error %d); pools will not "
+                       "rotate\n", rc);
+    }
+    pthread_mutex_unlock(&sp_rot_lock);
+}
+
+void sp_rotator_stop(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_rot_stop = true;
+    bool running = atomic_load_explicit(&sp_rot_running, memory_order_relaxed);
+    if (running) pthread_cond_broadcast(&sp_rot_cond);
+    pthread_mutex_unlock(&sp_rot_lock);
+    if (!running) return;
+    /* The thread finishes at most one rotation (readers never block it for long).  Bounded wait
+     * all the same: exit must not hang. */
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    at.tv_sec += 2;
+    if (pthread_timedjoin_np(sp_rot_thread, NULL, &at) == 0)
+        atomic_store_explicit(&sp_rot_running, false, memory_order_relaxed);
+}
+
+void sp_rotator_fork_prepare(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    urcu_bp_before_fork();
+}
+
+void sp_rotator_fork_parent(void)
+{
+    urcu_bp_after_fork_parent();
+    pthread_mutex_unlock(&sp_rot_lock);
+}
+
+void sp_rotator_fork_child(void)
+{
+    urcu_bp_after_fork_child();
+    /* The rotation thread does not exist here (it was waiting on the cond, or not started):
+     * fresh lock and cond, and it is started again lazily by the first thread set-up. */
+    pthread_mutex_init(&sp_rot_lock, NULL);
+    if (sp_rot_cond_ready) sp_cond_init();
+    atomic_store_explicit(&sp_rot_running, false, memory_order_relaxed);
+    sp_rot_started = false;
+}

@@ -1,0 +1,60 @@
+/* backend.h — the one place that names jemalloc.
+ *
+ * Everything the pools cache is a real allocation of this backend, of exactly one of its small size
+ * classes (design decision 1), so any path that bypasses the pools still works.  The rest of the
+ * project calls be_* only.
+ *
+ * SYNCPOOL_BACKEND_LIBC maps the same calls onto the C library's malloc: it exists so the pool
+ * core can be built as a plain static library and run under ThreadSanitizer / AddressSanitizer,
+ * whose interceptors then see every allocation (a preloaded malloc cannot run under them). */
+#ifndef SYNCPOOL_BACKEND_H
+#define SYNCPOOL_BACKEND_H
+
+#include <stddef.h>
+
+#ifndef SYNCPOOL_BACKEND_LIBC
+#include <jemalloc/jemalloc.h>
+
+#define BE_ALIGN(a)   MALLOCX_ALIGN(a)
+#define BE_ZERO       MALLOCX_ZERO
+#define BE_NO_TCACHE  MALLOCX_TCACHE_NONE
+
+/* size 0 is undefined for the *allocx family: callers pass >= 1. */
+static inline void *be_alloc(size_t n, int flags) { return mallocx(n, flags); }
+static inline void *be_realloc(void *p, size_t n, int flags) { return rallocx(p, n, flags); }
+static inline void be_free(void *p) { dallocx(p, 0); }
+static inline void be_free_sized(void *p, size_t n, int flags) { sdallocx(p, n, flags); }
+static inline size_t be_usable(const void *p) { return sallocx(p, 0); }
+static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
+/* Makes sure the backend is initialised (it is lazily; it registers its fork handlers then). */
+static inline void be_init(void) { const char *v; size_t len = sizeof(v); mallctl("version", &v, &len, NULL, 0); }
+static inline const char *be_name(void) { return "jemalloc"; }
+
+#else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BE_ALIGN(a)   ((int)(a) & 0xfffff)
+#define BE_ZERO       0x100000
+#define BE_NO_TCACHE  0
+
+size_t be_libc_class_size(size_t n); /* jemalloc's small-class rounding, by formula (sizeclass.c) */
+
+static inline void *be_alloc(size_t n, int flags)
+{
+    size_t a = (size_t)(flags & 0xfffff);
+    void *p = a > 16 ? aligned_alloc(a, (n + a - 1) & ~(a - 1)) : malloc(n);
+    if (p && (flags & BE_ZERO)) memset(p, 0, n);
+    return p;
+}
+static inline void *be_realloc(void *p, size_t n, int flags) { (void)flags; return realloc(p, n); }
+static inline void be_free(void *p) { free(p); }
+static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
+static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
+static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
+static inline void be_init(void) {}
+static inline const char *be_name(void) { return "libc"; }
+#endif
+
+#endif

@@ -1,0 +1,119 @@
+/* dequeue.h — poolDequeue: a lock-free single-producer / multi-consumer ring (Go's poolqueue.go).
+ *
+ * One producer (the P that owns it) pushes and pops at the head; any thread pops at the tail.
+ *
+ *   head_tail: one 64-bit word, head in the high 32 bits, tail in the low 32 bits.  tail is the
+ *   oldest element, head the next slot to fill; slots [tail, head) belong to consumers.  Both
+ *   indices wrap modulo 2^32 (harmless: only differences and `& mask` are used).
+ *
+ *   vals[i]: NULL = free.  Cached objects are never NULL, so no nil sentinel is needed.  A slot
+ *   goes back to the producer only when a consumer stores NULL into it *after* reading it; the
+ *   producer treats a non-NULL slot as "ring full".  That hand-over order is what makes the ring
+ *   safe: the producer can never overwrite a value a consumer has claimed but not yet read.
+ *
+ * The ring length is a power of two, at most SP_DEQUEUE_LIMIT (= 2^30): fullness is detected by
+ * tail + len == head, which needs len to be at most half the 32-bit index space. */
+#ifndef SYNCPOOL_DEQUEUE_H
+#define SYNCPOOL_DEQUEUE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SP_DEQUEUE_LIMIT (1u << 30)
+
+struct sp_dequeue {
+    _Atomic uint64_t head_tail;
+    uint32_t mask;                          /* length - 1 */
+    /* poolChain links.  next: the newer ring; written once (NULL -> ring) by the producer.
+     * prev: the older ring; written once (ring -> NULL) by the consumer that unlinks it. */
+    struct sp_dequeue *_Atomic next;
+    struct sp_dequeue *_Atomic prev;
+    struct sp_dequeue *retired_next;        /* link on the retire list (see chain.h) */
+    void *_Atomic vals[];
+};
+
+static inline uint64_t sp_dq_pack(uint32_t head, uint32_t tail)
+{
+    return ((uint64_t)head << 32) | tail;
+}
+
+/* Producer only.  Returns false if the ring is full. */
+static inline bool sp_dequeue_push_head(struct sp_dequeue *d, void *val)
+{
+    uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
+    uint32_t head = (uint32_t)(ht >> 32), tail = (uint32_t)ht;
+    /* A stale tail only makes us report "full" early; the slot test below is what guards. */
+    if ((uint32_t)(tail + d->mask + 1) == head) return false;
+    void *_Atomic *slot = &d->vals[head & d->mask];
+    /* Non-NULL: a popTail won this slot but has not finished reading it.  It is still the
+     * consumer's.  Acquire pairs with its release store of NULL, so its read is complete. */
+    if (atomic_load_explicit(slot, memory_order_acquire) != NULL) return false;
+    atomic_store_explicit(slot, val, memory_order_relaxed);
+    /* Hands the slot to consumers.  Release orders the value store before the new head; an RMW
+     * (not a store) because consumers CAS the same word to advance tail. */
+    atomic_fetch_add_explicit(&d->head_tail, (uint64_t)1 << 32, memory_order_release);
+    return true;
+}
+
+/* Producer only.  Returns NULL if the ring is empty. */
+static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
+{
+    uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
+    uint32_t head;
+    for (;;) {
+        uint32_t tail = (uint32_t)ht;
+        head = (uint32_t)(ht >> 32);
+        if (tail == head) return NULL;
+        head--;
+        /* Winning this CAS takes slot `head` back: consumers only claim slots below the head
+         * they observe, and tail <= head held at the CAS. */
+        if (atomic_compare_exchange_weak_explicit(&d->head_tail, &ht, sp_dq_pack(head, tail),
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
+    void *_Atomic *slot = &d->vals[head & d->mask];
+    /* We wrote this value ourselves, and no consumer can claim the slot any more. */
+    void *val = atomic_load_explicit(slot, memory_order_relaxed);
+    atomic_store_explicit(slot, NULL, memory_order_relaxed);
+    return val;
+}
+
+/* Any thread.  Returns NULL if the ring is empty. */
+static inline void *sp_dequeue_pop_tail(struct sp_dequeue *d)
+{
+    uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_acquire);
+    uint32_t tail;
+    for (;;) {
+        uint32_t head = (uint32_t)(ht >> 32);
+        tail = (uint32_t)ht;
+        if (tail == head) return NULL;
+        /* Winning this CAS gives us slot `tail`, against the producer's popHead and the other
+         * consumers.  Acquire: the word is in the release sequence of the producer's head add
+         * that published the slot, so the slot's value is visible to us. */
+        if (atomic_compare_exchange_weak_explicit(&d->head_tail, &ht, sp_dq_pack(head, tail + 1),
+                                                  memory_order_acquire, memory_order_acquire))
+            break;
+    }
+    void *_Atomic *slot = &d->vals[tail & d->mask];
+    void *val = atomic_load_explicit(slot, memory_order_relaxed);
+    /* Only now hand the slot back: pushHead sees NULL and may refill it.  Release orders our read
+     * of the value before that refill (the producer loads the slot with acquire). */
+    atomic_store_explicit(slot, NULL, memory_order_release);
+    return val;
+}
+
+/* Number of elements (a snapshot; exact when no one else is working on the ring). */
+static inline uint32_t sp_dequeue_len(struct sp_dequeue *d)
+{
+    uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
+    return (uint32_t)(ht >> 32) - (uint32_t)ht;
+}
+
+/* A ring of `len` (power of two <= SP_DEQUEUE_LIMIT) slots, with head = tail = start (tests start
+ * near 2^32 to exercise wrap-around).  Memory from the backend; NULL if it has none. */
+struct sp_dequeue *sp_dequeue_new(uint32_t len, uint32_t start);
+void sp_dequeue_free(struct sp_dequeue *d);
+
+#endif

@@ -1,0 +1,206 @@
+/* pool.c — the slow paths of Get and Put, generations, and thread attach/detach. */
+#include "pool.h"
+#include "backend.h"
+
+__thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
+struct sp_gen *_Atomic sp_local_gen;
+struct sp_gen *_Atomic sp_victim_gen;
+uint32_t sp_cap[SP_MAX_CLASSES];
+_Atomic uint64_t sp_released[SP_MAX_CLASSES];
+#if defined(__SANITIZE_THREAD__)
+char sp_rcu_tsan_clock;
+#endif
+
+static _Atomic uint64_t sp_gen_seq;
+
+/* ---- generations ---------------------------------------------------------------------- */
+
+struct sp_gen *sp_gen_new(void)
+{
+    struct sp_gen *g = be_alloc(sizeof(*g), BE_ZERO);
+    if (g) g->seq = atomic_fetch_add_explicit(&sp_gen_seq, 1, memory_order_relaxed) + 1;
+    return g;
+}
+
+static struct sp_pblock *sp_gen_pblock(struct sp_gen *g, uint32_t pid)
+{
+    struct sp_pblock *_Atomic *chunk =
+        atomic_load_explicit(&g->dir[pid >> SP_PROC_CHUNK_SHIFT], memory_order_acquire);
+    if (!chunk) return NULL;
+    /* Acquire pairs with the owner's release when it published its pblock. */
+    return atomic_load_explicit(&chunk[pid & (SP_PROC_CHUNK - 1)], memory_order_acquire);
+}
+
+/* Owner only: creates my pblock in g. */
+static struct sp_pblock *sp_gen_pblock_create(struct sp_gen *g, uint32_t pid)
+{
+    struct sp_pblock *_Atomic *_Atomic *slot = &g->dir[pid >> SP_PROC_CHUNK_SHIFT];
+    struct sp_pblock *_Atomic *chunk = atomic_load_explicit(slot, memory_order_acquire);
+    if (!chunk) {
+        struct sp_pblock *_Atomic *fresh =
+            be_alloc(sizeof(struct sp_pblock *) * SP_PROC_CHUNK, BE_ZERO);
+        if (!fresh) return NULL;
+        /* Ps of the same chunk race to create it: one CAS wins, the others use the winner's. */
+        if (atomic_compare_exchange_strong_explicit(slot, &chunk, fresh, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            chunk = fresh;
+        else
+            be_free(fresh);
+    }
+    struct sp_pblock *pb = be_alloc(sizeof(*pb), BE_ZERO | BE_ALIGN(128));
+    if (!pb) return NULL;
+    /* Only P pid's owner writes this entry; release publishes the zeroed pblock to thieves. */
+    atomic_store_explicit(&chunk[pid & (SP_PROC_CHUNK - 1)], pb, memory_order_release);
+    return pb;
+}
+
+struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool create)
+{
+    /* The generation changed since this thread last looked (or it has no pblock there yet).  A
+     * previous owner of my P id may have left one: reuse it, with whatever it caches. */
+    struct sp_pblock *pb = sp_gen_pblock(g, t->proc->id);
+    if (!pb && create) pb = sp_gen_pblock_create(g, t->proc->id);
+    t->gen_seq = g->seq;
+    t->pb = pb;
+    return pb;
+}
+
+struct sp_gen *sp_pool_publish(struct sp_gen *fresh)
+{
+    struct sp_gen *local = atomic_load_explicit(&sp_local_gen, memory_order_relaxed);
+    struct sp_gen *old = atomic_load_explicit(&sp_victim_gen, memory_order_relaxed);
+    /* Readers load local, then victim.  Storing victim first means a reader that sees the fresh
+     * local also sees local as victim; in between, a reader may see the same generation as both
+     * (harmless: it searches it twice).  `old` stays readable until the caller's grace period. */
+    atomic_store_explicit(&sp_victim_gen, local, memory_order_release);
+    atomic_store_explicit(&sp_local_gen, fresh, memory_order_release);
+    return old;
+}
+
+static void sp_release_obj(void *obj, void *arg)
+{
+    be_free_sized(obj, *(const uint32_t *)arg, BE_NO_TCACHE);
+}
+
+uint64_t sp_gen_release(struct sp_gen *g)
+{
+    if (!g) return 0;
+    uint64_t total = 0;
+    for (uint32_t ci = 0; ci < SP_PROC_CHUNKS; ci++) {
+        struct sp_pblock *_Atomic *chunk = atomic_load_explicit(&g->dir[ci], memory_order_acquire);
+        if (!chunk) continue;
+        for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) {
+            struct sp_pblock *pb = atomic_load_explicit(&chunk[i], memory_order_acquire);
+            if (!pb) continue;
+            for (unsigned c = 0; c < sp_nclasses; c++) {
+                uint64_t n = 0;
+                if (pb->own[c].private_) {
+                    sp_release_obj(pb->own[c].private_, &sp_class_size[c]);
+                    n++;
+                }
+                n += sp_chain_drain(atomic_load_explicit(&pb->tail[c], memory_order_acquire),
+                                    sp_release_obj, &sp_class_size[c]);
+                if (n) atomic_fetch_add_explicit(&sp_released[c], n, memory_order_relaxed);
+                total += n;
+            }
+            be_free(pb);
+        }
+        be_free((void *)chunk);
+    }
+    be_free(g);
+    return total;
+}
+
+/* ---- Get / Put slow paths ---------------------------------------------------------------- */
+
+void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+{
+    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
+    uint32_t me = t->proc->id;
+    void *x;
+    /* Steal from the other Ps' shared tails, starting after me (Go's getSlow order). */
+    for (uint32_t i = 1; i < n; i++) {
+        uint32_t p = me + i;
+        if (p >= n) p -= n;
+        struct sp_pblock *pb = sp_gen_pblock(g, p);
+        if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
+            sp_count(t->proc, cls, SP_C_STEAL);
+            return x;
+        }
+    }
+    /* Then the victim: my private, then every P's shared tail starting with mine.  Victim
+     * objects are taken only after all primaries, so unused ones age out. */
+    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
+    if (v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed)) {
+        struct sp_pblock *pb = sp_gen_pblock(v, me);
+        if (pb && (x = pb->own[cls].private_) != NULL) {
+            pb->own[cls].private_ = NULL;   /* my own P's slot: owner-only, as in local */
+            sp_count(t->proc, cls, SP_C_HIT_VICTIM);
+            return x;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t p = me + i;
+            if (p >= n) p -= n;
+            pb = sp_gen_pblock(v, p);
+            if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
+                sp_count(t->proc, cls, SP_C_HIT_VICTIM);
+                return x;
+            }
+        }
+        /* Empty: later Gets skip it (Go stores victimSize = 0).  A Put that raced in through a
+         * stale `local` is then found by nobody and released at the next rotation. */
+        atomic_store_explicit(&v->victim_empty[cls], 1, memory_order_relaxed);
+    }
+    sp_count(t->proc, cls, SP_C_MISS);
+    return NULL;
+}
+
+bool sp_put_slow(struct sp_thread *t, struct sp_own *o, unsigned cls, void *x)
+{
+    /* The count does not see what thieves took: recount before refusing. */
+    uint32_t n = (o->private_ != NULL) + sp_chain_len(o->head);
+    o->count = n;
+    if (n < sp_cap[cls] && sp_chain_push_head(&o->head, &t->pb->tail[cls], x)) {
+        o->count++;
+        return true;
+    }
+    sp_count(t->proc, cls, SP_C_OVERFLOW);
+    return false;
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+bool sp_pool_init(size_t cache_bytes)
+{
+    for (unsigned c = 0; c < sp_nclasses; c++) {
+        size_t cap = cache_bytes / sp_class_size[c];
+        sp_cap[c] = cap < 1 ? 1 : cap > SP_DEQUEUE_LIMIT ? SP_DEQUEUE_LIMIT : (uint32_t)cap;
+    }
+    if (atomic_load_explicit(&sp_local_gen, memory_order_relaxed)) return true;
+    struct sp_gen *g = sp_gen_new();
+    if (!g) return false;
+    atomic_store_explicit(&sp_local_gen, g, memory_order_release);
+    return true;
+}
+
+bool sp_thread_attach(struct sp_thread *t)
+{
+    t->proc = sp_proc_acquire();
+    if (!t->proc) return false;
+    t->gen_seq = 0;            /* no generation has seq 0: the first Get/Put looks its pblock up */
+    t->pb = NULL;
+    /* Registering with urcu-bp here, under the caller's re-entry guard, keeps the hot path's
+     * rcu_read_lock from ever taking the registration path. */
+    urcu_bp_register_thread();
+    return true;
+}
+
+void sp_thread_detach(struct sp_thread *t)
+{
+    if (!t->proc) return;
+    /* Release: all I did as this P happens-before what its next owner does. */
+    sp_proc_release(t->proc);
+    t->proc = NULL;
+    t->pb = NULL;
+    t->gen_seq = 0;
+}

@@ -1,0 +1,65 @@
+/* procs.c — the recycled P id table. */
+#include "procs.h"
+#include "backend.h"
+
+static struct sp_proc *_Atomic sp_proc_dir[SP_PROC_CHUNKS];
+_Atomic uint32_t sp_nprocs;
+
+static struct sp_proc *sp_proc_chunk(uint32_t chunk, bool create)
+{
+    struct sp_proc *c = atomic_load_explicit(&sp_proc_dir[chunk], memory_order_acquire);
+    if (c || !create) return c;
+    struct sp_proc *fresh = be_alloc(sizeof(struct sp_proc) * SP_PROC_CHUNK,
+                                     BE_ZERO | BE_ALIGN(128));
+    if (!fresh) return NULL;
+    for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) fresh[i].id = chunk * SP_PROC_CHUNK + i;
+    /* Two threads may race to create the chunk; the loser frees its copy. */
+    if (!atomic_compare_exchange_strong_explicit(&sp_proc_dir[chunk], &c, fresh,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        be_free(fresh);
+        return c;
+    }
+    return fresh;
+}
+
+struct sp_proc *sp_proc_get(uint32_t id)
+{
+    struct sp_proc *c = sp_proc_chunk(id >> SP_PROC_CHUNK_SHIFT, false);
+    return c ? &c[id & (SP_PROC_CHUNK - 1)] : NULL;
+}
+
+struct sp_proc *sp_proc_acquire(void)
+{
+    for (uint32_t id = 0; id < SP_MAX_PROCS; id++) {
+        struct sp_proc *c = sp_proc_chunk(id >> SP_PROC_CHUNK_SHIFT, true);
+        if (!c) return NULL;
+        struct sp_proc *p = &c[id & (SP_PROC_CHUNK - 1)];
+        uint32_t free_ = 0;
+        if (atomic_load_explicit(&p->in_use, memory_order_relaxed) == 0 &&
+            /* Acquire pairs with the previous owner's release in sp_proc_release: everything it
+             * did as this P happens-before what we do as this P. */
+            atomic_compare_exchange_strong_explicit(&p->in_use, &free_, 1, memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_relaxed);
+            while (n <= id && !atomic_compare_exchange_weak_explicit(
+                                  &sp_nprocs, &n, id + 1, memory_order_release, memory_order_relaxed))
+                ;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+void sp_proc_release(struct sp_proc *p)
+{
+    atomic_store_explicit(&p->in_use, 0, memory_order_release);
+}
+
+void sp_proc_release_all_but(struct sp_proc *keep)
+{
+    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
+    for (uint32_t id = 0; id < n; id++) {
+        struct sp_proc *p = sp_proc_get(id);
+        if (p && p != keep) atomic_store_explicit(&p->in_use, 0, memory_order_release);
+    }
+}

@@ -1,0 +1,53 @@
+/* procs.h — "P": a dense, recycled per-thread slot id (design decision 3), and the per-P state
+ * that outlives a generation: the statistics counters.
+ *
+ * A thread takes a free id on its first allocation and gives it back when it exits; the next
+ * thread to take the id inherits that P's cached objects (they stay in the pools) and continues
+ * its counters.  Only the thread that holds an id writes its counters, so they need no atomic
+ * read-modify-write; readers (stats) load them relaxed. */
+#ifndef SYNCPOOL_PROCS_H
+#define SYNCPOOL_PROCS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "sizeclass.h"
+
+/* Counters per (P, class).  gets = the four hits + misses, so it is not stored. */
+enum sp_counter {
+    SP_C_HIT_PRIVATE, SP_C_HIT_SHARED, SP_C_STEAL, SP_C_HIT_VICTIM, SP_C_MISS,
+    SP_C_PUT, SP_C_OVERFLOW, SP_NCOUNTERS
+};
+
+struct sp_proc {
+    _Atomic uint32_t in_use;
+    uint32_t id;
+    uint64_t cnt[SP_MAX_CLASSES][SP_NCOUNTERS];
+} __attribute__((aligned(128)));
+
+/* Ids are handed out in chunks of 64, up to SP_MAX_PROCS; chunks are never freed or moved, so
+ * growing the table loses nothing. */
+#define SP_PROC_CHUNK_SHIFT 6
+#define SP_PROC_CHUNK       (1u << SP_PROC_CHUNK_SHIFT)
+#define SP_PROC_CHUNKS      1024u
+#define SP_MAX_PROCS        (SP_PROC_CHUNK * SP_PROC_CHUNKS)
+
+/* Ids in [0, sp_nprocs) may be in use (a high-water mark; it never shrinks). */
+extern _Atomic uint32_t sp_nprocs;
+
+/* Takes the lowest free id; NULL if all SP_MAX_PROCS are taken or no memory. */
+struct sp_proc *sp_proc_acquire(void);
+void sp_proc_release(struct sp_proc *p);
+/* The P with this id, or NULL if its chunk was never allocated. */
+struct sp_proc *sp_proc_get(uint32_t id);
+/* In a forked child: every id but `keep` (may be NULL) belongs to a thread that no longer exists. */
+void sp_proc_release_all_but(struct sp_proc *keep);
+
+static inline void sp_count(struct sp_proc *p, unsigned cls, enum sp_counter c)
+{
+    /* Owner-only: a relaxed load and store, no locked instruction. */
+    uint64_t *v = &p->cnt[cls][c];
+    __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+#endif

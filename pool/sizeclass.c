@@ -1,0 +1,47 @@
+/* sizeclass.c — builds the class tables from the backend's rounding. */
+#include "sizeclass.h"
+#include "backend.h"
+
+size_t sp_max_size;
+unsigned sp_nclasses;
+uint32_t sp_class_size[SP_MAX_CLASSES];
+uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
+
+size_t sp_sizeclass_init(size_t max_size)
+{
+    if (max_size > SP_MAX_POOLED) max_size = SP_MAX_POOLED;
+    unsigned n = 0;
+    size_t effective = 0;
+    /* Every multiple of 8 up to max_size: the class is the backend's rounding of it.  Classes are
+     * multiples of 8, so (size + 7) >> 3 indexes the table for any size. */
+    for (size_t s = 8; s <= max_size; s += 8) {
+        size_t c = be_class_size(s);
+        if (c > max_size) break;               /* keep only classes that fit entirely */
+        if (n == 0 || sp_class_size[n - 1] != c) {
+            if (n == SP_MAX_CLASSES) break;
+            sp_class_size[n++] = (uint32_t)c;
+        }
+        effective = c;
+    }
+    for (size_t i = 0; i <= (effective >> 3); i++) {
+        size_t s = i << 3;
+        unsigned c = 0;
+        while (c + 1 < n && sp_class_size[c] < s) c++;
+        sp_class_of8[i] = (uint8_t)c;
+    }
+    sp_nclasses = n;
+    return effective;
+}
+
+#ifdef SYNCPOOL_BACKEND_LIBC
+/* jemalloc 5.3's small-class rounding (quantum 16, four classes per doubling), for the libc
+ * backend of the sanitizer builds. */
+size_t be_libc_class_size(size_t n)
+{
+    if (n <= 8) return 8;
+    if (n <= 128) return (n + 15) & ~(size_t)15;
+    unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
+    size_t delta = (size_t)1 << (lg - 2);
+    return (n + delta - 1) & ~(delta - 1);
+}
+#endif

@@ -1,0 +1,28 @@
+/* sizeclass.h — the backend's small size classes, and request size -> class without division.
+ *
+ * The table is built once at start-up from the backend's own rounding (nallocx), so a pooled
+ * object of class c is exactly what the backend would hand out for any request that maps to c. */
+#ifndef SYNCPOOL_SIZECLASS_H
+#define SYNCPOOL_SIZECLASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SP_MAX_CLASSES   40        /* jemalloc 5.3 has 36 small bins (8 .. 14336) */
+#define SP_MAX_POOLED    14336     /* largest small class of jemalloc 5.3 */
+
+/* Largest request served by the pools; 0 until sp_sizeclass_init ran (and when disabled), so the
+ * shim's `n <= sp_max_size` test is also its "pools are on" test. */
+extern size_t sp_max_size;
+extern unsigned sp_nclasses;
+extern uint32_t sp_class_size[SP_MAX_CLASSES];
+extern uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
+
+/* Class of a request of n <= sp_max_size bytes (n == 0 maps to the smallest class). */
+static inline unsigned sp_size_class(size_t n) { return sp_class_of8[(n + 7) >> 3]; }
+
+/* Builds the tables for classes up to max_size (rounded down to a class size; 0 = pools off).
+ * Returns the effective maximum. */
+size_t sp_sizeclass_init(size_t max_size);
+
+#endif

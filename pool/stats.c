@@ -1,0 +1,97 @@
+/* stats.c — summing and printing the counters. */
+#include "stats.h"
+#include "pool.h"
+
+unsigned sp_stats_collect(struct sp_class_stats *out)
+{
+    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
+    for (unsigned c = 0; c < sp_nclasses; c++) {
+        uint64_t s[SP_NCOUNTERS] = {0};
+        for (uint32_t id = 0; id < n; id++) {
+            struct sp_proc *p = sp_proc_get(id);
+            if (!p) continue;
+            for (int k = 0; k < SP_NCOUNTERS; k++)
+                s[k] += __atomic_load_n(&p->cnt[c][k], __ATOMIC_RELAXED);
+        }
+        struct sp_class_stats *o = &out[c];
+        o->size = sp_class_size[c];
+        o->hits_private = s[SP_C_HIT_PRIVATE];
+        o->hits_shared = s[SP_C_HIT_SHARED];
+        o->steals = s[SP_C_STEAL];
+        o->hits_victim = s[SP_C_HIT_VICTIM];
+        o->misses = s[SP_C_MISS];
+        o->gets = o->hits_private + o->hits_shared + o->steals + o->hits_victim + o->misses;
+        o->puts = s[SP_C_PUT];
+        o->released = s[SP_C_OVERFLOW] + atomic_load_explicit(&sp_released[c], memory_order_relaxed);
+        /* Everything put in is either still cached, handed out again, or released.  Counters are
+         * read one by one while others run, so a snapshot can be off by a few: clamp at 0. */
+        uint64_t out_ = o->gets - o->misses + o->released;
+        o->cached_bytes = o->puts > out_ ? (o->puts - out_) * o->size : 0;
+    }
+    return sp_nclasses;
+}
+
+uint64_t sp_stats_cached_bytes(void)
+{
+    struct sp_class_stats cs[SP_MAX_CLASSES];
+    unsigned n = sp_stats_collect(cs);
+    uint64_t total = 0;
+    for (unsigned c = 0; c < n; c++) total += cs[c].cached_bytes;
+    return total;
+}
+
+int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations)
+{
+    struct sp_class_stats cs[SP_MAX_CLASSES];
+    unsigned n = sp_stats_collect(cs);
+    uint64_t cached = 0;
+    for (unsigned c = 0; c < n; c++) cached += cs[c].cached_bytes;
+    fprintf(f, "{\"rotate_ms\":%ld,\"rotations\":%llu,\"cached_bytes\":%llu,\"classes\":[",
+            rotate_ms, (unsigned long long)rotations, (unsigned long long)cached);
+    for (unsigned c = 0; c < n; c++) {
+        const struct sp_class_stats *s = &cs[c];
+        fprintf(f,
+                "%s{\"size\":%llu,\"gets\":%llu,\"puts\":%llu,\"hits_private\":%llu,"
+                "\"hits_shared\":%llu,\"steals\":%llu,\"hits_victim\":%llu,\"misses\":%llu,"
+                "\"released\":%llu,\"cached_bytes\":%llu}",
+                c ? "," : "", (unsigned long long)s->size, (unsigned long long)s->gets,
+                (unsigned long long)s->puts, (unsigned long long)s->hits_private,
+                (unsigned long long)s->hits_shared, (unsigned long long)s->steals,
+                (unsigned long long)s->hits_victim, (unsigned long long)s->misses,
+                (unsigned long long)s->released, (unsigned long long)s->cached_bytes);
+    }
+    fprintf(f, "]}\n");
+    return ferror(f) ? -1 : 0;
+}
+
+int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations)
+{
+    struct sp_class_stats cs[SP_MAX_CLASSES];
+    unsigned n = sp_stats_collect(cs);
+    struct sp_class_stats t = {0};
+    fprintf(f, "syncpool stats: rotate_ms=%ld rotations=%llu\n", rotate_ms,
+            (unsigned long long)rotations);
+    fprintf(f, "%6s %12s %12s %8s %8s %8s %8s %8s %12s %12s\n", "size", "gets", "puts",
+            "private%", "shared%", "steal%", "victim%", "miss%", "released", "cached_B");
+    for (unsigned c = 0; c < n; c++) {
+        const struct sp_class_stats *s = &cs[c];
+        t.gets += s->gets; t.puts += s->puts; t.hits_private += s->hits_private;
+        t.hits_shared += s->hits_shared; t.steals += s->steals; t.hits_victim += s->hits_victim;
+        t.misses += s->misses; t.released += s->released; t.cached_bytes += s->cached_bytes;
+        if (!s->gets && !s->puts) continue;
+        double g = s->gets ? 100.0 / (double)s->gets : 0;
+        fprintf(f, "%6llu %12llu %12llu %8.1f %8.1f %8.1f %8.1f %8.1f %12llu %12llu\n",
+                (unsigned long long)s->size, (unsigned long long)s->gets,
+                (unsigned long long)s->puts, g * (double)s->hits_private,
+                g * (double)s->hits_shared, g * (double)s->steals, g * (double)s->hits_victim,
+                g * (double)s->misses, (unsigned long long)s->released,
+                (unsigned long long)s->cached_bytes);
+    }
+    double g = t.gets ? 100.0 / (double)t.gets : 0;
+    fprintf(f, "%6s %12llu %12llu %8.1f %8.1f %8.1f %8.1f %8.1f %12llu %12llu\n", "all",
+            (unsigned long long)t.gets, (unsigned long long)t.puts, g * (double)t.hits_private,
+            g * (double)t.hits_shared, g * (double)t.steals, g * (double)t.hits_victim,
+            g * (double)t.misses, (unsigned long long)t.released,
+            (unsigned long long)t.cached_bytes);
+    return ferror(f) ? -1 : 0;
+}

@@ -1,0 +1,147 @@
+/* init.c — life cycle: start-up, thread set-up and exit, fork, process exit, public API.
+ *
+ * Order at start-up (design decisions 6, 7): allocations that arrive before our constructor
+ * (libstdc++'s come first) go straight to the backend, which initialises itself.  The
+ * constructor touches the backend (so its fork handlers are registered before ours), reads the
+ * environment, builds the class tables, then turns the pools on. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "pool.h"
+#include "rotate.h"
+#include "shim.h"
+#include "stats.h"
+#include "syncpool.h"
+
+static struct sp_config sp_cfg;
+static _Atomic bool sp_initialized;
+
+extern void *__dso_handle;
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso);
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+/* Runs first among the thread's exit destructors (C++ thread_local style), before the
+ * pthread-key destructors and glibc's own frees: from here on the thread bypasses the pools and
+ * urcu, and its P id (with what it caches) goes to the next thread.  Nothing to flush. */
+static void sp_thread_exit(void *arg)
+{
+    (void)arg;
+    sp_self.state = SP_T_OFF;
+    sp_thread_detach(&sp_self);
+}
+
+bool sp_thread_setup(void)
+{
+    struct sp_thread *t = &sp_self;
+    if (t->state != SP_T_NEW || !atomic_load_explicit(&sp_initialized, memory_order_acquire))
+        return false;                  /* busy, off, or too early: the backend serves it */
+    if (sp_max_size == 0) {
+        t->state = SP_T_OFF;           /* SYNCPOOL_DISABLE=1 (or MAX_SIZE=0) */
+        return false;
+    }
+    t->state = SP_T_BUSY;              /* re-entry guard: what we call below may allocate */
+    if (!t->exit_hook && __cxa_thread_atexit_impl(sp_thread_exit, NULL, &__dso_handle) == 0)
+        t->exit_hook = 1;
+    if (!t->exit_hook || !sp_thread_attach(t)) {
+        t->state = SP_T_OFF;
+        return false;
+    }
+    sp_rotator_ensure_started();
+    t->state = SP_T_ACTIVE;
+    return true;
+}
+
+/* ---- fork --------------------------------------------------------------------------------- */
+
+static void sp_atfork_prepare(void) { sp_rotator_fork_prepare(); }
+static void sp_atfork_parent(void) { sp_rotator_fork_parent(); }
+
+static void sp_atfork_child(void)
+{
+    sp_rotator_fork_child();
+    /* Only this thread exists now: every P id is free again.  This thread sets itself up anew
+     * on its next allocation (which also restarts the rotation thread, lazily). */
+    sp_proc_release_all_but(NULL);
+    sp_self.proc = NULL;
+    sp_self.pb = NULL;
+    sp_self.gen_seq = 0;
+    if (sp_self.state == SP_T_ACTIVE) sp_self.state = SP_T_NEW;
+    /* Statistics are the parent's to print, unless each process writes its own file. */
+    if (sp_cfg.stats == SP_STATS_TABLE ||
+        (sp_cfg.stats == SP_STATS_JSON && !strstr(sp_cfg.stats_path, "%p")))
+        sp_cfg.stats = SP_STATS_OFF;
+}
+
+/* ---- process start and exit ----------------------------------------------------------------- */
+
+__attribute__((constructor)) static void sp_init(void)
+{
+    be_init();
+    sp_config_from_env(&sp_cfg);
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0) sp_page_size = (size_t)ps;
+    sp_rotator_configure(sp_cfg.rotate_ms);
+    pthread_atfork(sp_atfork_prepare, sp_atfork_parent, sp_atfork_child);
+    if (!sp_cfg.disable && sp_cfg.max_size > 0) {
+        size_t max = sp_sizeclass_init(sp_cfg.max_size);
+        if (sp_pool_init(sp_cfg.cache_bytes)) {
+            atomic_thread_fence(memory_order_release);
+            sp_max_size = max;         /* pools on: the tables above are complete */
+        }
+    }
+    atomic_store_explicit(&sp_initialized, true, memory_order_release);
+}
+
+static void sp_write_stats(void)
+{
+    if (sp_cfg.stats == SP_STATS_TABLE) {
+        syncpool_stats_print(stderr);
+        return;
+    }
+    /* json:PATH, with %p replaced by the process id. */
+    char path[sizeof sp_cfg.stats_path + 32];
+    const char *pp = strstr(sp_cfg.stats_path, "%p");
+    if (pp)
+        snprintf(path, sizeof path, "%.*s%ld%s", (int)(pp - sp_cfg.stats_path), sp_cfg.stats_path,
+                 (long)getpid(), pp + 2);
+    else
+        snprintf(path, sizeof path, "%s", sp_cfg.stats_path);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        dprintf(2, "syncpool: cannot write statistics to %s\n", path);
+        return;
+    }
+    syncpool_stats_json(f);
+    fclose(f);
+}
+
+__attribute__((destructor)) static void sp_fini(void)
+{
+    sp_rotator_stop();
+    if (sp_cfg.stats != SP_STATS_OFF) sp_write_stats();
+}
+
+/* ---- public API (include/syncpool.h) -------------------------------------------------------- */
+
+SP_EXPORT unsigned long syncpool_rotate_now(void)
+{
+    return sp_max_size ? (unsigned long)sp_rotate_once() : 0;
+}
+
+SP_EXPORT int syncpool_stats_json(FILE *f)
+{
+    return sp_stats_write_json(f, sp_cfg.rotate_ms, sp_rotations());
+}
+
+SP_EXPORT int syncpool_stats_print(FILE *f)
+{
+    return sp_stats_write_table(f, sp_cfg.rotate_ms, sp_rotations());
+}
+
+SP_EXPORT unsigned long long syncpool_cached_bytes(void) { return sp_stats_cached_bytes(); }
+SP_EXPORT unsigned long long syncpool_rotations(void) { return sp_rotations(); }
