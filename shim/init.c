@@ -4,9 +4,11 @@
  * (libstdc++'s come first) go straight to the backend, which initialises itself.  The
  * constructor touches the backend (so its fork handlers are registered before ours), reads the
  * environment, builds the class tables, then turns the pools on. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +20,9 @@
 #include "syncpool.h"
 
 static struct sp_config sp_cfg;
+/* SYNCPOOL_STATS=1: a private copy of stderr, taken at start-up, since many programs close
+ * stderr before they exit (coreutils' close_stdout does). */
+static int sp_stats_fd = 2;
 static _Atomic bool sp_initialized;
 
 extern void *__dso_handle;
@@ -83,6 +88,10 @@ __attribute__((constructor)) static void sp_init(void)
 {
     be_init();
     sp_config_from_env(&sp_cfg);
+    if (sp_cfg.stats == SP_STATS_TABLE) {
+        int fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0) sp_stats_fd = fd;
+    }
     long ps = sysconf(_SC_PAGESIZE);
     if (ps > 0) sp_page_size = (size_t)ps;
     sp_rotator_configure(sp_cfg.rotate_ms);
@@ -100,7 +109,18 @@ __attribute__((constructor)) static void sp_init(void)
 static void sp_write_stats(void)
 {
     if (sp_cfg.stats == SP_STATS_TABLE) {
-        syncpool_stats_print(stderr);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        if (!m) return;
+        syncpool_stats_print(m);
+        fclose(m);
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(sp_stats_fd, buf + off, len - off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+        free(buf);
         return;
     }
     /* json:PATH, with %p replaced by the process id. */
