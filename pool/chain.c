@@ -57,7 +57,7 @@ uint64_t sp_chain_drain(struct sp_dequeue *d, void (*release)(void *val, void *a
     while (d) {
         void *val;
         while ((val = sp_dequeue_pop_tail(d)) != NULL) {
-            release(val, arg);
+            if (release) release(val, arg);
             n++;
         }
         struct sp_dequeue *next = atomic_load_explicit(&d->next, memory_order_relaxed);

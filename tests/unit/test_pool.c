@@ -1,0 +1,308 @@
+/* The pool core without the shim: Go's TestPool semantics, victim ageing, the per-P cap, P id
+ * recycling, stealing, and a multi-threaded stress with rotation every millisecond in which every
+ * object must be handed to exactly one owner at a time.  CI runs it under ThreadSanitizer and
+ * under AddressSanitizer (whose leak check also proves that rotation releases every object). */
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "check.h"
+#include "pool.h"
+#include "rotate.h"
+#include "stats.h"
+
+#define CACHE_BYTES (64 * 1024)
+
+static unsigned cls48;
+
+static void attach(void)
+{
+    if (!sp_thread_attach(&sp_self)) {
+        fprintf(stderr, "no P id\n");
+        exit(2);
+    }
+    sp_self.state = SP_T_ACTIVE;
+}
+
+static void detach(void)
+{
+    sp_self.state = SP_T_OFF;
+    sp_thread_detach(&sp_self);
+}
+
+static struct sp_class_stats stats_of(unsigned c)
+{
+    struct sp_class_stats s[SP_MAX_CLASSES];
+    sp_stats_collect(s);
+    return s[c];
+}
+
+static void *obj(void) { return be_alloc(sp_class_size[cls48], 0); }
+
+/* Gets everything the pool still has for class c (from this thread's view) and frees it. */
+static long drain(unsigned c)
+{
+    long n = 0;
+    void *x;
+    while ((x = sp_pool_get(c))) {
+        be_free(x);
+        n++;
+    }
+    return n;
+}
+
+static void test_pool_order(void)
+{
+    /* TestPool: Put a, Put b -> Get a (private), Get b (shared head), Get nothing. */
+    CHECK(sp_pool_get(cls48) == NULL, "empty pool returned an object");
+    void *a = obj(), *b = obj();
+    CHECK(sp_pool_put(cls48, a) && sp_pool_put(cls48, b), "put refused");
+    void *g1 = sp_pool_get(cls48), *g2 = sp_pool_get(cls48), *g3 = sp_pool_get(cls48);
+    CHECK(g1 == a, "first Get: %p, want a=%p", g1, a);
+    CHECK(g2 == b, "second Get: %p, want b=%p", g2, b);
+    CHECK(g3 == NULL, "third Get: %p, want none", g3);
+    be_free(a);
+    be_free(b);
+}
+
+static void test_victim(void)
+{
+    /* 100 Puts; after one rotation a Get still finds one (victim); after a second, nothing. */
+    void *objs[100];
+    for (int i = 0; i < 100; i++) {
+        objs[i] = obj();
+        CHECK(sp_pool_put(cls48, objs[i]), "put %d refused", i);
+    }
+    struct sp_class_stats s0 = stats_of(cls48);
+    sp_rotate_once();
+    void *x = sp_pool_get(cls48);
+    bool found = false;
+    for (int i = 0; i < 100; i++) found |= x == objs[i];
+    CHECK(found, "after one rotation Get returned %p, not one of the 100", x);
+    struct sp_class_stats s1 = stats_of(cls48);
+    CHECK(s1.hits_victim == s0.hits_victim + 1, "hits_victim %llu -> %llu",
+          (unsigned long long)s0.hits_victim, (unsigned long long)s1.hits_victim);
+    uint64_t released = sp_rotate_once();
+    CHECK(released == 99, "second rotation released %llu, want 99", (unsigned long long)released);
+    CHECK(sp_pool_get(cls48) == NULL, "after two rotations the pool is not empty");
+    struct sp_class_stats s2 = stats_of(cls48);
+    CHECK(s2.released == s1.released + 99, "released %llu -> %llu",
+          (unsigned long long)s1.released, (unsigned long long)s2.released);
+    CHECK(s2.cached_bytes == 0, "cached_bytes %llu after two rotations",
+          (unsigned long long)s2.cached_bytes);
+    be_free(x);
+}
+
+static void test_drain_unique(void)
+{
+    /* TestPoolRelease with drain: every object comes back exactly once, then the pool is empty. */
+    enum { N = 500 };
+    void *objs[N], *got[N];
+    for (int i = 0; i < N; i++) sp_pool_put(cls48, objs[i] = obj());
+    int n = 0;
+    void *x;
+    while (n < N && (x = sp_pool_get(cls48))) got[n++] = x;
+    CHECK(n == N, "got %d of %d back", n, N);
+    CHECK(sp_pool_get(cls48) == NULL, "pool not empty after draining");
+    int dups = 0, strangers = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = 0, mine = 0;
+        for (int j = 0; j < n; j++) seen += got[j] == got[i];
+        for (int j = 0; j < N; j++) mine += objs[j] == got[i];
+        dups += seen != 1;
+        strangers += mine != 1;
+    }
+    CHECK(dups == 0 && strangers == 0, "%d duplicates, %d unknown objects", dups, strangers);
+    for (int i = 0; i < n; i++) be_free(got[i]);
+    CHECK(stats_of(cls48).cached_bytes == 0, "cached_bytes not 0 after draining");
+}
+
+static void test_cap(void)
+{
+    /* One P caches at most cap objects per class; the rest is refused (caller frees). */
+    uint32_t cap = sp_cap[cls48];
+    CHECK(cap == CACHE_BYTES / 48, "cap %u", cap);
+    long accepted = 0, refused = 0;
+    for (uint32_t i = 0; i < cap + 100; i++) {
+        void *x = obj();
+        if (sp_pool_put(cls48, x)) accepted++;
+        else { refused++; be_free(x); }
+    }
+    CHECK(accepted == cap && refused == 100, "accepted %ld refused %ld (cap %u)", accepted,
+          refused, cap);
+    CHECK(drain(cls48) == (long)cap, "drained a different number than accepted");
+}
+
+static void *put_and_exit(void *arg)
+{
+    attach();
+    sp_pool_put(cls48, arg);
+    detach();
+    return NULL;
+}
+
+static void test_recycled_p(void)
+{
+    /* My P is 0.  Give it up; a thread takes id 0, caches x privately, exits; I take id 0 back and
+     * find x: objects stay with the P id, not the thread. */
+    uint32_t my = sp_self.proc->id;
+    detach();
+    void *x = obj();
+    pthread_t t;
+    pthread_create(&t, NULL, put_and_exit, x);
+    pthread_join(t, NULL);
+    attach();
+    CHECK(sp_self.proc->id == my, "did not get my id back (%u vs %u)", sp_self.proc->id, my);
+    void *y = sp_pool_get(cls48);
+    CHECK(y == x, "the next owner of the P did not find its cached object (%p vs %p)", y, x);
+    be_free(y);
+}
+
+/* Threads that each cache two objects (one private, one stealable) and wait. */
+static pthread_barrier_t bar_cached, bar_done;
+static void *cache_two_and_wait(void *arg)
+{
+    void **pair = arg;
+    attach();
+    sp_pool_put(cls48, pair[0]);
+    sp_pool_put(cls48, pair[1]);
+    pthread_barrier_wait(&bar_cached);
+    pthread_barrier_wait(&bar_done);
+    detach();
+    return NULL;
+}
+
+static void test_steal_many_ps(void)
+{
+    /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost. */
+    enum { T = 70 };
+    pthread_t th[T];
+    void *pairs[T][2];
+    pthread_barrier_init(&bar_cached, NULL, T + 1);
+    pthread_barrier_init(&bar_done, NULL, T + 1);
+    for (int i = 0; i < T; i++) {
+        pairs[i][0] = obj();
+        pairs[i][1] = obj();
+        pthread_create(&th[i], NULL, cache_two_and_wait, pairs[i]);
+    }
+    pthread_barrier_wait(&bar_cached);
+    struct sp_class_stats s0 = stats_of(cls48);
+    int stolen = 0, wrong = 0;
+    void *x;
+    while ((x = sp_pool_get(cls48))) {
+        int ok = 0;
+        for (int i = 0; i < T; i++) ok += x == pairs[i][1];
+        wrong += ok != 1;
+        stolen++;
+        be_free(x);
+    }
+    CHECK(stolen == T && wrong == 0, "stole %d (want %d), %d not a shared object", stolen, T,
+          wrong);
+    CHECK(stats_of(cls48).steals - s0.steals == (uint64_t)T, "steals counter off");
+    pthread_barrier_wait(&bar_done);
+    for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+    /* The private objects stay with their (now free) P ids until two rotations. */
+    sp_rotate_once();
+    sp_rotate_once();
+    CHECK(stats_of(cls48).cached_bytes == 0, "private objects not released by rotation");
+    pthread_barrier_destroy(&bar_cached);
+    pthread_barrier_destroy(&bar_done);
+}
+
+/* ---- stress: ownership hand-over under rotation -------------------------------------------- */
+
+enum { ST_FREE = 0, ST_POOLED = 1 };
+struct tracked { _Atomic int state; _Atomic int owner; };
+static _Atomic long stress_errors;
+static long stress_iters;
+
+static void *stress_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    unsigned seed = 12345u + (unsigned)me;
+    attach();
+    enum { HOLD = 64 };
+    struct tracked *held[HOLD] = {0};
+    for (long i = 0; i < stress_iters; i++) {
+        int k = (int)(rand_r(&seed) % HOLD);
+        if (held[k]) {
+            struct tracked *t = held[k];
+            atomic_store(&t->owner, -1);
+            atomic_store(&t->state, ST_POOLED);
+            if (!sp_pool_put(cls48, t)) {
+                atomic_store(&t->state, ST_FREE);
+                be_free(t);
+            }
+            held[k] = NULL;
+        } else {
+            struct tracked *t = sp_pool_get(cls48);
+            if (t) {
+                /* It must have been in the pool, and now it is mine alone. */
+                if (atomic_exchange(&t->state, ST_FREE) != ST_POOLED ||
+                    atomic_exchange(&t->owner, me) != -1)
+                    atomic_fetch_add(&stress_errors, 1);
+            } else {
+                t = be_alloc(sp_class_size[cls48], 0);
+                atomic_init(&t->state, ST_FREE);
+                atomic_init(&t->owner, me);
+            }
+            held[k] = t;
+        }
+    }
+    for (int k = 0; k < HOLD; k++)
+        if (held[k]) be_free(held[k]);
+    detach();
+    return NULL;
+}
+
+static void test_stress_rotation(void)
+{
+    enum { T = 4 };
+    stress_iters = check_scale(400000);
+    sp_rotator_configure(1);
+    sp_self.state = SP_T_BUSY;
+    sp_rotator_ensure_started();
+    sp_self.state = SP_T_ACTIVE;
+    uint64_t r0 = sp_rotations();
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) pthread_create(&th[i], NULL, stress_thread, (void *)(intptr_t)i);
+    for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+    sp_rotator_stop();
+    CHECK(atomic_load(&stress_errors) == 0, "%ld objects handed to two owners",
+          atomic_load(&stress_errors));
+    CHECK(sp_rotations() > r0, "no rotation happened during the stress");
+    sp_rotate_once();
+    sp_rotate_once();
+    CHECK(stats_of(cls48).cached_bytes == 0, "objects left after two final rotations");
+    printf("stress: %d threads x %ld ops, %llu rotations\n", T, stress_iters,
+           (unsigned long long)(sp_rotations() - r0));
+}
+
+int main(void)
+{
+    be_init();
+    sp_max_size = sp_sizeclass_init(SP_MAX_POOLED);
+    CHECK(sp_max_size == SP_MAX_POOLED && sp_nclasses == 36, "classes: max %zu, %u classes",
+          sp_max_size, sp_nclasses);
+    cls48 = sp_size_class(48);
+    CHECK(sp_class_size[cls48] == 48 && sp_size_class(33) == cls48 && sp_size_class(49) != cls48,
+          "class of 48");
+    CHECK(sp_pool_init(CACHE_BYTES), "pool init");
+    attach();
+    test_pool_order();
+    test_victim();
+    test_drain_unique();
+    test_cap();
+    test_recycled_p();
+    test_steal_many_ps();
+    test_stress_rotation();
+    detach();
+    /* Leave nothing behind for the leak checker: everything cached goes back. */
+    sp_rotate_once();
+    sp_rotate_once();
+    sp_chain_retired_free(sp_chain_retired_take());
+    return check_done();
+}
