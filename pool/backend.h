@@ -19,15 +19,30 @@
 #define BE_ZERO       MALLOCX_ZERO
 #define BE_NO_TCACHE  MALLOCX_TCACHE_NONE
 
+/* jemalloc 5.3's own malloc/free have fast paths that mallocx/dallocx lack (measured: ~80 vs
+ * ~290 instructions per pair).  Our malloc/free shadow them, so they are looked up in
+ * libjemalloc.so.2 itself at start-up (be_init); until then the *allocx calls serve. */
+extern void *(*be_je_malloc)(size_t);
+extern void (*be_je_free)(void *);
+
 /* size 0 is undefined for the *allocx family: callers pass >= 1. */
-static inline void *be_alloc(size_t n, int flags) { return mallocx(n, flags); }
+static inline void *be_alloc(size_t n, int flags)
+{
+    if (flags == 0 && be_je_malloc) return be_je_malloc(n);
+    return mallocx(n, flags);
+}
 static inline void *be_realloc(void *p, size_t n, int flags) { return rallocx(p, n, flags); }
-static inline void be_free(void *p) { dallocx(p, 0); }
+static inline void be_free(void *p)
+{
+    if (be_je_free) be_je_free(p);
+    else dallocx(p, 0);
+}
+/* sdallocx has a fast path when flags == 0. */
 static inline void be_free_sized(void *p, size_t n, int flags) { sdallocx(p, n, flags); }
 static inline size_t be_usable(const void *p) { return sallocx(p, 0); }
 static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
-/* Makes sure the backend is initialised (it is lazily; it registers its fork handlers then). */
-static inline void be_init(void) { const char *v; size_t len = sizeof(v); mallctl("version", &v, &len, NULL, 0); }
+/* Initialises the backend (it registers its fork handlers then) and finds its fast paths. */
+void be_init(void);
 static inline const char *be_name(void) { return "jemalloc"; }
 
 #else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
@@ -53,7 +68,7 @@ static inline void be_free(void *p) { free(p); }
 static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
-static inline void be_init(void) {}
+static inline void be_init(void) {}  /* nothing to set up */
 static inline const char *be_name(void) { return "libc"; }
 #endif
 

@@ -39,7 +39,7 @@ static SP_NOINLINE void *sp_alloc_miss(unsigned c, int flags)
 
 static SP_NOINLINE void *sp_malloc_slow(size_t n)
 {
-    if (sp_thread_setup() && n <= sp_max_size) return sp_malloc(n);
+    if (sp_self.state == SP_T_NEW && sp_thread_setup() && n <= sp_max_size) return sp_malloc(n);
     return sp_backend_alloc(n, 0);
 }
 
@@ -56,21 +56,20 @@ void *sp_malloc(size_t n)
 
 static SP_NOINLINE void sp_free_slow(void *p)
 {
-    if (sp_thread_setup()) { sp_free(p); return; }
+    if (sp_self.state == SP_T_NEW && sp_thread_setup()) { sp_free(p); return; }
     sp_backend_free(p, 0);
 }
 
 void sp_free(void *p)
 {
-    if (SP_UNLIKELY(p == NULL)) return;
-    if (SP_LIKELY(sp_self.state == SP_T_ACTIVE)) {
+    if (SP_LIKELY(sp_self.state == SP_T_ACTIVE) && SP_LIKELY(p != NULL)) {
         size_t size = be_usable(p);          /* design decision 2: the class from the backend */
         if (SP_LIKELY(size <= sp_max_size) && SP_LIKELY(sp_pool_put(sp_size_class(size), p)))
             return;
         sp_backend_free(p, size);
         return;
     }
-    sp_free_slow(p);
+    if (p) sp_free_slow(p);
 }
 
 /* C++ sized delete: the caller tells us the size, so no lookup. */
