@@ -113,12 +113,13 @@ uint64_t sp_gen_release(struct sp_gen *g)
 
 /* ---- Get / Put slow paths ---------------------------------------------------------------- */
 
-void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+/* Steal from the other Ps' shared tails, then search the victim (Go's getSlow). */
+static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
 {
     uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
     uint32_t me = t->proc->id;
     void *x;
-    /* Steal from the other Ps' shared tails, starting after me (Go's getSlow order). */
+    /* Steal, starting after me (Go's order). */
     for (uint32_t i = 1; i < n; i++) {
         uint32_t p = me + i;
         if (p >= n) p -= n;
@@ -155,17 +156,61 @@ void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
     return NULL;
 }
 
-bool sp_put_slow(struct sp_thread *t, struct sp_own *o, unsigned cls, void *x)
+void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
 {
-    /* The count does not see what thieves took: recount before refusing. */
-    uint32_t n = (o->private_ != NULL) + sp_chain_len(o->head);
-    o->count = n;
-    if (n < sp_cap[cls] && sp_chain_push_head(&o->head, &t->pb->tail[cls], x)) {
-        o->count++;
-        return true;
+    struct sp_pblock *pb = t->pb;
+    void *x = NULL;
+    if (g->seq != t->gen_seq) {
+        pb = sp_pblock_refresh(t, g, false);
+        if (pb && (x = pb->own[cls].private_) != NULL) {
+            pb->own[cls].private_ = NULL;
+            pb->own[cls].count--;
+            sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
+            goto out;
+        }
     }
+    if (pb && (x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
+        pb->own[cls].count--;
+        sp_count(t->proc, cls, SP_C_HIT_SHARED);
+        goto out;
+    }
+    x = sp_get_slow(t, g, cls);
+out:
+    sp_rcu_unlock();
+    return x;
+}
+
+bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
+{
+    struct sp_pblock *pb = t->pb;
+    bool ok = false;
+    if (g->seq != t->gen_seq || pb == NULL) {
+        pb = sp_pblock_refresh(t, g, true);
+        if (pb == NULL) goto out;               /* no memory for a pblock */
+    }
+    struct sp_own *o = &pb->own[cls];
+    sp_count(t->proc, cls, SP_C_PUT);
+    if (o->private_ == NULL) {
+        o->private_ = x;
+        o->count++;
+        ok = true;
+        goto out;
+    }
+    if (o->count >= sp_cap[cls]) {
+        /* The count does not see what thieves took: recount before refusing. */
+        o->count = 1 + sp_chain_len(o->head);
+        if (o->count >= sp_cap[cls]) goto overflow;
+    }
+    if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
+        o->count++;
+        ok = true;
+        goto out;
+    }
+overflow:
     sp_count(t->proc, cls, SP_C_OVERFLOW);
-    return false;
+out:
+    sp_rcu_unlock();
+    return ok;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */

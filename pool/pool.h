@@ -64,73 +64,53 @@ extern struct sp_gen *_Atomic sp_local_gen;
 extern struct sp_gen *_Atomic sp_victim_gen;
 extern uint32_t sp_cap[SP_MAX_CLASSES];
 
-/* Slow paths (pool.c). */
-struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool create);
-void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls);
-bool sp_put_slow(struct sp_thread *t, struct sp_own *o, unsigned cls, void *x);
+/* Everything past the private slot (pool.c).  Called inside the read-side critical section
+ * that the inline part opened; they close it. */
+void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls);
+bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
 
 /* Get an object of class cls, or NULL (a miss: the caller goes to the backend).
- * The calling thread must be ACTIVE. */
-static inline void *sp_pool_get(unsigned cls)
+ * The calling thread must be ACTIVE.  Inline: only the private-slot hit. */
+static inline __attribute__((always_inline)) void *sp_pool_get(unsigned cls)
 {
     struct sp_thread *t = &sp_self;
-    void *x;
     sp_rcu_lock();
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
-    if (SP_UNLIKELY(g->seq != t->gen_seq)) pb = sp_pblock_refresh(t, g, false);
-    if (SP_LIKELY(pb != NULL)) {
+    if (SP_LIKELY(g->seq == t->gen_seq) && SP_LIKELY(pb != NULL)) {
         struct sp_own *o = &pb->own[cls];
-        x = o->private_;
+        void *x = o->private_;
         if (SP_LIKELY(x != NULL)) {
             o->private_ = NULL;
             o->count--;
             sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
-            goto out;
-        }
-        x = sp_chain_pop_head(o->head);
-        if (x) {
-            o->count--;
-            sp_count(t->proc, cls, SP_C_HIT_SHARED);
-            goto out;
+            sp_rcu_unlock();
+            return x;
         }
     }
-    x = sp_get_slow(t, g, cls);
-out:
-    sp_rcu_unlock();
-    return x;
+    return sp_get_rest(t, g, cls);
 }
 
 /* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
  * reached, or no memory for a ring) and the caller must free it to the backend.
- * The calling thread must be ACTIVE. */
-static inline bool sp_pool_put(unsigned cls, void *x)
+ * The calling thread must be ACTIVE.  Inline: only the private-slot put. */
+static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void *x)
 {
     struct sp_thread *t = &sp_self;
-    bool ok = true;
     sp_rcu_lock();
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
-    if (SP_UNLIKELY(g->seq != t->gen_seq || pb == NULL)) {
-        pb = sp_pblock_refresh(t, g, true);
-        if (SP_UNLIKELY(pb == NULL)) { ok = false; goto out; }
+    if (SP_LIKELY(g->seq == t->gen_seq) && SP_LIKELY(pb != NULL)) {
+        struct sp_own *o = &pb->own[cls];
+        if (SP_LIKELY(o->private_ == NULL)) {
+            o->private_ = x;
+            o->count++;
+            sp_count(t->proc, cls, SP_C_PUT);
+            sp_rcu_unlock();
+            return true;
+        }
     }
-    struct sp_own *o = &pb->own[cls];
-    sp_count(t->proc, cls, SP_C_PUT);
-    if (SP_LIKELY(o->private_ == NULL)) {
-        o->private_ = x;
-        o->count++;
-        goto out;
-    }
-    if (SP_UNLIKELY(o->count >= sp_cap[cls]) ||
-        SP_UNLIKELY(!sp_chain_push_head(&o->head, &pb->tail[cls], x))) {
-        ok = sp_put_slow(t, o, cls, x);
-        goto out;
-    }
-    o->count++;
-out:
-    sp_rcu_unlock();
-    return ok;
+    return sp_put_rest(t, g, cls, x);
 }
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
