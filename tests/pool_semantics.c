@@ -1,0 +1,163 @@
+/* pool_semantics: Go's TestPool / TestPoolRelease (research.md 1.4), through malloc/free.
+ * Must run with SYNCPOOL_ROTATE_MS=0; rotation is driven by syncpool_rotate_now().
+ *
+ * The classes under test (2560 and 640) are ones that nothing else in this program uses
+ * (reading the stats touches stdio's classes only), so the order of Gets is exact:
+ *   - Put a, Put b -> Get a (private), Get b (shared head), Get: a miss (empty pool).
+ *   - Put a, b, c  -> Get a (private), c, b (the owner pops its shared chain LIFO).
+ *   - Put 100 (they spill into the shared chain), rotate once -> 100 Gets return exactly those
+ *     100 objects (from the victim: hits_victim >= 99, no misses), the 101st is a miss.
+ *   - Put 101, rotate twice -> nothing cached, released grew by >= 101, the next Get misses.
+ *   - Drain (TestPoolRelease with drain): Put 100, Get them all back, rotate twice -> nothing
+ *     was released from that class (the pool kept no reference to the objects it handed out)
+ *     and the objects are intact. */
+#define _GNU_SOURCE
+#include "sp_stats.h"
+
+#include <malloc.h>
+
+#define SZ_A 2500 /* class 2560 */
+#define SZ_B 600  /* class 640 */
+
+/* delta of one class's counter between two snapshots */
+#define D(a, b, size, field)                                                               \
+    (sp_stats_class(&(b), size)->field - sp_stats_class(&(a), size)->field)
+
+static void clean(const char *when)
+{
+    syncpool_rotate_now();
+    syncpool_rotate_now();
+    unsigned long long c = syncpool_cached_bytes();
+    CHECK(c == 0, "%s: cached_bytes = %llu after two rotations, expected 0", when, c);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("pool_semantics: libsyncpool.so %s\n", sp_under_syncpool() ? "loaded" : "NOT loaded");
+    const char *rm = getenv("SYNCPOOL_ROTATE_MS");
+    REQUIRE(rm && strcmp(rm, "0") == 0, "run with SYNCPOOL_ROTATE_MS=0 (got %s)", rm ? rm : "unset");
+    static struct sp_stats s0, s1, s2, s3;
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    REQUIRE(sp_stats_class(&s0, SZ_A) && sp_stats_class(&s0, SZ_A)->size == 2560 &&
+                sp_stats_class(&s0, SZ_B) && sp_stats_class(&s0, SZ_B)->size == 640,
+            "classes 2560 and 640 are not in the stats");
+
+    /* ---- Put a, Put b -> a, b, miss ---- */
+    clean("start");
+    void *a = malloc(SZ_A), *b = malloc(SZ_A);
+    REQUIRE(a && b && a != b, "malloc");
+    free(a);
+    free(b);
+    void *x = malloc(SZ_A);
+    void *y = malloc(SZ_A);
+    CHECK(x == a, "Put a, Put b: first Get returned %p, expected a = %p (private)", x, a);
+    CHECK(y == b, "Put a, Put b: second Get returned %p, expected b = %p (shared head)", y, b);
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    void *z = malloc(SZ_A);
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    CHECK(D(s0, s1, SZ_A, misses) == 1 && D(s0, s1, SZ_A, gets) == 1,
+          "third Get: misses +%llu gets +%llu, expected a miss (empty pool)",
+          D(s0, s1, SZ_A, misses), D(s0, s1, SZ_A, gets));
+
+    /* ---- Put a, b, c -> a, c, b ---- */
+    void *c = z;
+    a = x;
+    b = y;
+    free(a);
+    free(b);
+    free(c);
+    void *g1 = malloc(SZ_A), *g2 = malloc(SZ_A), *g3 = malloc(SZ_A);
+    CHECK(g1 == a && g2 == c && g3 == b, "Put a, b, c: Gets returned %p %p %p, expected a=%p "
+          "c=%p b=%p (private, then shared LIFO)", g1, g2, g3, a, c, b);
+    free(g1);
+    free(g2);
+    free(g3);
+
+    /* ---- 100 Puts, one rotation: all found in the victim ---- */
+    enum { N = 100 };
+    static void *obj[N + 1], *back[N + 1];
+    clean("before the 100-object test");
+    for (int i = 0; i < N; i++) {
+        obj[i] = malloc(SZ_B);
+        REQUIRE(obj[i] != NULL, "malloc");
+    }
+    for (int i = 0; i < N; i++)
+        free(obj[i]);
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    unsigned long rel1 = syncpool_rotate_now();
+    for (int i = 0; i < N; i++)
+        back[i] = malloc(SZ_B);
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    int foreign = 0, dup = 0;
+    for (int i = 0; i < N; i++) {
+        int found = 0;
+        for (int j = 0; j < N; j++)
+            found |= back[i] == obj[j];
+        for (int j = 0; j < i; j++)
+            dup |= back[i] == back[j];
+        if (!found && foreign++ < 3)
+            CHECK(0, "Get #%d after one rotation returned %p, not one of the 100 freed objects",
+                  i, back[i]);
+    }
+    CHECK(foreign == 0, "%d of 100 Gets after one rotation were not the freed objects", foreign);
+    CHECK(!dup, "the same object was returned twice");
+    CHECK(D(s0, s1, SZ_B, hits_victim) >= N - 1, "hits_victim +%llu for 100 Gets after one "
+          "rotation, expected >= 99", D(s0, s1, SZ_B, hits_victim));
+    CHECK(D(s0, s1, SZ_B, misses) == 0, "%llu misses among the 100 Gets after one rotation",
+          D(s0, s1, SZ_B, misses));
+    back[N] = malloc(SZ_B);
+    REQUIRE(sp_stats_read(&s2) == 0, "stats");
+    CHECK(D(s1, s2, SZ_B, misses) == 1, "the 101st Get (victim drained): misses +%llu, "
+          "expected 1", D(s1, s2, SZ_B, misses));
+    (void)rel1;
+
+    /* ---- 101 Puts, two rotations: all released, then a miss ---- */
+    for (int i = 0; i <= N; i++)
+        free(back[i]);
+    REQUIRE(sp_stats_read(&s2) == 0, "stats");
+    unsigned long ra = syncpool_rotate_now();
+    unsigned long rb = syncpool_rotate_now();
+    unsigned long long cached = syncpool_cached_bytes();
+    CHECK(cached == 0, "cached_bytes = %llu after Put 101 + two rotations, expected 0", cached);
+    CHECK(rb >= N + 1, "second rotation released %lu objects, expected >= 101", rb);
+    REQUIRE(sp_stats_read(&s3) == 0, "stats");
+    CHECK(D(s2, s3, SZ_B, released) >= N + 1, "class 640: released +%llu, expected >= 101",
+          D(s2, s3, SZ_B, released));
+    CHECK(sp_stats_class(&s3, SZ_B)->cached_bytes == 0, "class 640: cached_bytes = %llu",
+          sp_stats_class(&s3, SZ_B)->cached_bytes);
+    z = malloc(SZ_B);
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    CHECK(D(s3, s1, SZ_B, misses) == 1, "Get after two rotations: misses +%llu, expected 1",
+          D(s3, s1, SZ_B, misses));
+    free(z);
+
+    /* ---- drain: nothing stale is released ---- */
+    clean("before the drain test");
+    for (int i = 0; i < N; i++)
+        obj[i] = malloc(SZ_B);
+    for (int i = 0; i < N; i++)
+        free(obj[i]);
+    for (int i = 0; i < N; i++) {
+        back[i] = malloc(SZ_B);
+        sp_fill(back[i], SZ_B, (uint64_t)i + 1);
+    }
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    syncpool_rotate_now();
+    syncpool_rotate_now();
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    CHECK(D(s0, s1, SZ_B, released) == 0, "rotations released %llu objects of class 640 while "
+          "all of them were in use (stale references in the pool)", D(s0, s1, SZ_B, released));
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += sp_verify(back[i], SZ_B, (uint64_t)i + 1) >= 0;
+    CHECK(bad == 0, "%d drained objects were overwritten after the rotations", bad);
+    /* and they are ordinary blocks: realloc and free work */
+    for (int i = 0; i < N; i++) {
+        void *r = realloc(back[i], SZ_B * 3);
+        CHECK(r && sp_verify(r, SZ_B, (uint64_t)i + 1) < 0, "realloc of drained object %d", i);
+        free(r);
+    }
+    printf("  rotations released: %lu then %lu objects\n", ra, rb);
+    return sp_report("pool_semantics");
+}

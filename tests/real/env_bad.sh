@@ -1,0 +1,62 @@
+#!/bin/bash
+# env_bad: bad SYNCPOOL_* values never break a program: for each variable and each bad value,
+# /bin/true and "$PYTHON" -c 'print(1)' under the library exit 0 with the right output, and
+# stderr holds exactly one line, starting with "syncpool:", that names the variable (for an
+# empty value, no line is accepted too).  Good values print nothing.  Two bad variables at once
+# give one line each.
+. "$(dirname "$0")/common.sh" "$@"
+
+clean=(env -u SYNCPOOL_ROTATE_MS -u SYNCPOOL_MAX_SIZE -u SYNCPOOL_DISABLE -u SYNCPOOL_STATS
+       -u SYNCPOOL_CACHE_BYTES)
+errs=0
+bad() { echo "FAIL: $*" >&2; errs=$((errs + 1)); }
+
+# check NAME VALUE EXPECT_LINES(min max) -- runs both programs with NAME=VALUE
+check() {
+    local name=$1 value=$2 min=$3 max=$4 prog out rc n other
+    for prog in true python; do
+        if [ $prog = true ]; then
+            out=$("${clean[@]}" "$name=$value" LD_PRELOAD="$SP_LIB" /bin/true 2>"$WORK/err"); rc=$?
+            want=""
+        else
+            out=$("${clean[@]}" "$name=$value" LD_PRELOAD="$SP_LIB" "$PYTHON" -c 'print(1)' 2>"$WORK/err"); rc=$?
+            want="1"
+        fi
+        n=$(grep -c '^syncpool:' "$WORK/err")
+        other=$(grep -vc '^syncpool:' "$WORK/err")
+        [ $rc -eq 0 ] || bad "$name='$value' $prog: exit status $rc"
+        [ "$out" = "$want" ] || bad "$name='$value' $prog: stdout '$out', expected '$want'"
+        if [ "$n" -lt "$min" ] || [ "$n" -gt "$max" ]; then
+            bad "$name='$value' $prog: $n 'syncpool:' lines on stderr, expected $min..$max: $(head -c 600 "$WORK/err")"
+        fi
+        if [ "$n" -ge 1 ] && ! grep '^syncpool:' "$WORK/err" | grep -q "$name"; then
+            bad "$name='$value' $prog: the warning does not name $name: $(head -c 300 "$WORK/err")"
+        fi
+        [ "$other" -eq 0 ] || bad "$name='$value' $prog: unexpected stderr lines: $(grep -v '^syncpool:' "$WORK/err" | head -5)"
+    done
+}
+
+for name in SYNCPOOL_ROTATE_MS SYNCPOOL_MAX_SIZE SYNCPOOL_DISABLE SYNCPOOL_STATS; do
+    check "$name" "" 0 1
+    for value in "-5" "99999999999999999999999" "abc" "10xyz"; do
+        check "$name" "$value" 1 1
+    done
+done
+# good values: no warning at all
+check SYNCPOOL_ROTATE_MS 0 0 0
+check SYNCPOOL_ROTATE_MS 250 0 0
+check SYNCPOOL_MAX_SIZE 1024 0 0
+check SYNCPOOL_MAX_SIZE 14336 0 0
+check SYNCPOOL_DISABLE 1 0 0
+check SYNCPOOL_DISABLE 0 0 0
+check SYNCPOOL_STATS "json:$WORK/stats.json" 0 0
+[ -s "$WORK/stats.json" ] || bad "SYNCPOOL_STATS=json:PATH wrote no file"
+
+# two bad variables: one line each
+out=$("${clean[@]}" SYNCPOOL_ROTATE_MS=abc SYNCPOOL_MAX_SIZE=-1 LD_PRELOAD="$SP_LIB" "$PYTHON" -c 'print(2)' 2>"$WORK/err")
+[ "$out" = 2 ] || bad "two bad variables: stdout '$out'"
+[ "$(grep -c '^syncpool:' "$WORK/err")" -eq 2 ] && grep -q 'SYNCPOOL_ROTATE_MS' "$WORK/err" && grep -q 'SYNCPOOL_MAX_SIZE' "$WORK/err" \
+    || bad "two bad variables: expected one warning line for each: $(cat "$WORK/err")"
+
+[ $errs -eq 0 ] || { echo "env_bad: $errs failures" >&2; exit 1; }
+echo "env_bad: OK"

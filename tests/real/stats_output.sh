@@ -1,0 +1,116 @@
+#!/bin/bash
+# stats_output: the statistics written at exit.
+#  - SYNCPOOL_STATS=json:PATH (with SYNCPOOL_ROTATE_MS=20) on a malloc-heavy python3 run: PATH
+#    is valid JSON with every documented key (top level rotate_ms, rotations, cached_bytes,
+#    classes[] with size, gets, puts, hits_private, hits_shared, steals, hits_victim, misses,
+#    released, cached_bytes), all non-negative integers; rotate_ms == 20; rotations >= 1;
+#    class sizes increasing and <= 14336; per class gets == hits + misses; top-level
+#    cached_bytes == sum over classes; hits > 0.5 * gets over all classes.
+#  - with SYNCPOOL_MAX_SIZE=1024: no gets or puts in classes above 1024.
+#  - SYNCPOOL_STATS=1: a table on stderr at exit, stdout unchanged.
+#  - an unwritable json:PATH does not break the program.
+. "$(dirname "$0")/common.sh" "$@"
+export PYTHONHASHSEED=0
+export PYTHONMALLOC=malloc   # every Python object through malloc: a malloc-heavy run
+clean=(env -u SYNCPOOL_ROTATE_MS -u SYNCPOOL_MAX_SIZE -u SYNCPOOL_DISABLE -u SYNCPOOL_STATS
+       -u SYNCPOOL_CACHE_BYTES)
+
+cat >"$WORK/work.py" <<'PY'
+import json, time
+t0 = time.time()
+total = 0
+while time.time() - t0 < 0.6:
+    d = {str(i): [i, str(i) * 3, {"k": i}] for i in range(20000)}
+    s = json.dumps(d)
+    total += len(json.loads(s))
+    l = sorted(d.keys(), key=lambda k: k[::-1])
+    del d, s, l
+print("ok", total > 0)
+PY
+
+cat >"$WORK/check.py" <<'PY'
+import json, sys
+path, mode = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        st = json.load(f)
+except Exception as e:
+    sys.exit("stats file %s is not valid JSON: %s" % (path, e))
+errs = []
+def err(m): errs.append(m)
+def isint(v): return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+for k in ("rotate_ms", "rotations", "cached_bytes"):
+    if k not in st: err("top-level key %r missing" % k)
+    elif not isint(st[k]): err("top-level %r = %r is not a non-negative integer" % (k, st[k]))
+cls = st.get("classes")
+if not isinstance(cls, list) or not cls:
+    sys.exit("'classes' missing or empty: %r" % (cls,))
+keys = ("size", "gets", "puts", "hits_private", "hits_shared", "steals", "hits_victim",
+        "misses", "released", "cached_bytes")
+for c in cls:
+    for k in keys:
+        if k not in c: err("class %r lacks key %r" % (c.get("size"), k))
+        elif not isint(c[k]): err("class %r: %r = %r" % (c.get("size"), k, c[k]))
+if errs: sys.exit("\n".join(errs))
+sizes = [c["size"] for c in cls]
+if sizes != sorted(set(sizes)): err("class sizes not strictly increasing: %r" % sizes)
+if max(sizes) > 14336: err("a class above 14336: %r" % max(sizes))
+S = lambda k: sum(c[k] for c in cls)
+hits = S("hits_private") + S("hits_shared") + S("steals") + S("hits_victim")
+for c in cls:
+    h = c["hits_private"] + c["hits_shared"] + c["steals"] + c["hits_victim"]
+    if h + c["misses"] != c["gets"]:
+        err("class %d: hits %d + misses %d != gets %d" % (c["size"], h, c["misses"], c["gets"]))
+if st["cached_bytes"] != S("cached_bytes"):
+    err("top-level cached_bytes %d != sum over classes %d" % (st["cached_bytes"], S("cached_bytes")))
+if mode == "main":
+    if st["rotate_ms"] != 20: err("rotate_ms = %d, expected 20 (SYNCPOOL_ROTATE_MS=20)" % st["rotate_ms"])
+    if st["rotations"] < 1: err("rotations = %d after a 0.6 s run with SYNCPOOL_ROTATE_MS=20" % st["rotations"])
+    if S("gets") < 10000: err("only %d gets for a malloc-heavy python run" % S("gets"))
+    if not hits > 0.5 * S("gets"):
+        worst = sorted(cls, key=lambda c: -c["misses"])[:3]
+        err("hit rate too low: hits %d (private %d shared %d steals %d victim %d) <= 0.5 * gets %d;"
+            " most misses: %s"
+            % (hits, S("hits_private"), S("hits_shared"), S("steals"), S("hits_victim"), S("gets"),
+               ", ".join("class %d: %d misses, %d released, %d gets" % (c["size"], c["misses"], c["released"], c["gets"]) for c in worst)))
+    print("gets %d, hits %d (%.1f%%), misses %d, released %d, rotations %d"
+          % (S("gets"), hits, 100.0 * hits / max(1, S("gets")), S("misses"), S("released"), st["rotations"]))
+elif mode == "max1024":
+    big = [c for c in cls if c["size"] > 1024 and (c["gets"] or c["puts"])]
+    if big: err("SYNCPOOL_MAX_SIZE=1024 but classes above 1024 were used: %r" % big[:3])
+    if S("gets") < 1000: err("only %d gets with SYNCPOOL_MAX_SIZE=1024" % S("gets"))
+if errs: sys.exit("\n".join(errs))
+PY
+
+# 1. json:PATH
+out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats.json" SYNCPOOL_ROTATE_MS=20 LD_PRELOAD="$SP_LIB" \
+      "$PYTHON" "$WORK/work.py" 2>"$WORK/err") || fail "python3 under SYNCPOOL_STATS=json: failed: $(head -c 500 "$WORK/err")"
+[ "$out" = "ok True" ] || fail "python3 printed '$out'"
+[ -s "$WORK/err" ] && fail "stderr not empty with SYNCPOOL_STATS=json:PATH: $(head -c 500 "$WORK/err")"
+[ -s "$WORK/stats.json" ] || fail "SYNCPOOL_STATS=json:$WORK/stats.json: no file written at exit"
+without "$PYTHON" "$WORK/check.py" "$WORK/stats.json" main || fail "stats JSON check failed (file: $(head -c 1500 "$WORK/stats.json"))"
+
+# 2. SYNCPOOL_MAX_SIZE=1024
+out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats2.json" SYNCPOOL_MAX_SIZE=1024 LD_PRELOAD="$SP_LIB" \
+      "$PYTHON" "$WORK/work.py" 2>"$WORK/err") || fail "python3 with SYNCPOOL_MAX_SIZE=1024 failed"
+[ "$out" = "ok True" ] || fail "python3 (MAX_SIZE=1024) printed '$out'"
+without "$PYTHON" "$WORK/check.py" "$WORK/stats2.json" max1024 || fail "stats JSON check (SYNCPOOL_MAX_SIZE=1024) failed"
+
+# 3. SYNCPOOL_STATS=1: a table on stderr
+out=$("${clean[@]}" SYNCPOOL_STATS=1 LD_PRELOAD="$SP_LIB" "$PYTHON" "$WORK/work.py" 2>"$WORK/err") \
+    || fail "python3 under SYNCPOOL_STATS=1 failed"
+[ "$out" = "ok True" ] || fail "SYNCPOOL_STATS=1 changed stdout: '$out'"
+lines=$(wc -l <"$WORK/err")
+rows=$(grep -cE '^ *[0-9]+ +[0-9]+' "$WORK/err")
+[ "$lines" -ge 3 ] && [ "$rows" -ge 2 ] \
+    || fail "SYNCPOOL_STATS=1: expected a per-class table on stderr, got $lines lines ($rows numeric rows): $(head -c 800 "$WORK/err")"
+grep -q '^syncpool:' "$WORK/err" && fail "SYNCPOOL_STATS=1 printed a warning: $(grep '^syncpool:' "$WORK/err")"
+# even a program that never allocates itself gets the table
+out=$("${clean[@]}" SYNCPOOL_STATS=1 LD_PRELOAD="$SP_LIB" /bin/true 2>"$WORK/err2") || fail "/bin/true with SYNCPOOL_STATS=1 failed"
+[ -s "$WORK/err2" ] || fail "SYNCPOOL_STATS=1: /bin/true printed no table"
+
+# 4. an unwritable path must not break the program
+out=$("${clean[@]}" SYNCPOOL_STATS="json:/nonexistent-dir/x/stats.json" LD_PRELOAD="$SP_LIB" "$PYTHON" -c 'print(3)' 2>"$WORK/err"); rc=$?
+[ $rc -eq 0 ] && [ "$out" = 3 ] || fail "unwritable SYNCPOOL_STATS path: status $rc, stdout '$out': $(head -c 300 "$WORK/err")"
+[ "$(grep -vc '^syncpool:' "$WORK/err")" -eq 0 ] || fail "unwritable SYNCPOOL_STATS path: unexpected stderr: $(head -c 300 "$WORK/err")"
+echo "stats_output: OK"
