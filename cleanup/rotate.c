@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "pool.h"
 
 /* Serialises rotations and guards the thread's life cycle.  Held across synchronize_rcu, which
@@ -17,11 +18,16 @@ static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sp_rot_cond;
 static pthread_t sp_rot_thread;
 static long sp_period_ms;
+static bool sp_purging;                 /* we purge jemalloc's dirty pages (be_take_over_purging) */
 static bool sp_rot_started, sp_rot_stop, sp_rot_cond_ready;
 static _Atomic bool sp_rot_running;
 static _Atomic uint64_t sp_rot_count;
 
-void sp_rotator_configure(long period_ms) { sp_period_ms = period_ms; }
+void sp_rotator_configure(long period_ms, bool purge)
+{
+    sp_period_ms = period_ms;
+    sp_purging = purge && period_ms > 0;
+}
 long sp_rotator_period(void) { return sp_period_ms; }
 uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_order_relaxed); }
 
@@ -59,10 +65,22 @@ uint64_t sp_rotate_once(void)
     return n;
 }
 
+static long sp_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void *sp_rotator_main(void *arg)
 {
     (void)arg;
     sp_self.state = SP_T_OFF;   /* this thread's own allocations go straight to the backend */
+    /* Dirty pages go back to the kernel at most every two periods (and at least 200 ms apart, so
+     * a 1 ms rotation does not turn into constant page faults): memory that rotation handed back
+     * to jemalloc leaves the process soon after. */
+    long purge_every = 2 * sp_period_ms < 200 ? 200 : 2 * sp_period_ms;
+    long last_purge = sp_now_ms();
     pthread_mutex_lock(&sp_rot_lock);
     while (!sp_rot_stop) {
         struct timespec at;
@@ -75,6 +93,10 @@ static void *sp_rotator_main(void *arg)
             rc = pthread_cond_timedwait(&sp_rot_cond, &sp_rot_lock, &at);
         if (sp_rot_stop) break;
         sp_rotate_locked();
+        if (sp_purging && sp_now_ms() - last_purge >= purge_every) {
+            be_purge();
+            last_purge = sp_now_ms();
+        }
     }
     pthread_mutex_unlock(&sp_rot_lock);
     return NULL;

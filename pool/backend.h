@@ -10,6 +10,7 @@
 #ifndef SYNCPOOL_BACKEND_H
 #define SYNCPOOL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifndef SYNCPOOL_BACKEND_LIBC
@@ -43,6 +44,11 @@ static inline size_t be_usable(const void *p) { return sallocx(p, 0); }
 static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
 /* Initialises the backend (it registers its fork handlers then) and finds its fast paths. */
 void be_init(void);
+/* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread), which
+ * then calls be_purge() on its own schedule.  Returns false if the user's MALLOC_CONF sets a
+ * decay time (theirs wins) or jemalloc refused. */
+bool be_take_over_purging(void);
+void be_purge(void);
 static inline const char *be_name(void) { return "jemalloc"; }
 
 #else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
@@ -69,6 +75,8 @@ static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
+static inline bool be_take_over_purging(void) { return false; }
+static inline void be_purge(void) {}
 static inline const char *be_name(void) { return "libc"; }
 #endif
 

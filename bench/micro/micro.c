@@ -4,6 +4,7 @@
   *   microbench batch   N K SIZE    N/K times: K mallocs, then K frees (LIFO order)
   *   microbench fifo    N K SIZE    N/K times: K mallocs, then K frees in allocation order
   *   microbench prodcons N SIZE     one thread mallocs, another frees (through an SPSC ring)
+ *   microbench large  N SIZE      N times: p = malloc(SIZE); touch every page; free(p)
  *
  * Prints `ns_per_op=… ops_per_sec=…` (one op = one malloc + one free).  Under callgrind the
  * instruction count of two runs with different N gives instructions per op (scripts/callgrind). */
@@ -61,6 +62,18 @@ static void batch(long n, long k, size_t size, int fifo)
     free(v);
 }
 
+static void large(long n, size_t size)
+{
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        char *p = malloc(size);
+        if (!p) abort();
+        for (size_t off = 0; off < size; off += 4096) p[off] = (char)i;
+        free(p);
+    }
+    report("large", n, now() - t0);
+}
+
 #define RING 1024
 static void *_Atomic ring[RING];
 static long pc_n;
@@ -102,13 +115,14 @@ static void prodcons(long n, size_t size)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons N [K] SIZE\n");
+        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large N [K] SIZE\n");
         return 2;
     }
     const char *m = argv[1];
     long n = atol(argv[2]);
     if (!strcmp(m, "pairs")) pairs(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "prodcons")) prodcons(n, (size_t)atol(argv[3]));
+    else if (!strcmp(m, "large")) large(n, (size_t)atol(argv[3]));
     else if (argc >= 5 && (!strcmp(m, "batch") || !strcmp(m, "fifo")))
         batch(n, atol(argv[3]), (size_t)atol(argv[4]), !strcmp(m, "fifo"));
     else {

@@ -1,9 +1,9 @@
 #!/bin/bash
 # stats_output: the statistics written at exit.
-#  - SYNCPOOL_STATS=json:PATH (with SYNCPOOL_ROTATE_MS=20) on a malloc-heavy python3 run: PATH
+#  - SYNCPOOL_STATS=json:PATH (with SYNCPOOL_ROTATE_MS=100) on a malloc-heavy python3 run: PATH
 #    is valid JSON with every documented key (top level rotate_ms, rotations, cached_bytes,
 #    classes[] with size, gets, puts, hits_private, hits_shared, steals, hits_victim, misses,
-#    released, cached_bytes), all non-negative integers; rotate_ms == 20; rotations >= 1;
+#    released, cached_bytes), all non-negative integers; rotate_ms == 100; rotations >= 1;
 #    class sizes increasing and <= 14336; per class gets == hits + misses; top-level
 #    cached_bytes == sum over classes; hits > 0.5 * gets over all classes.
 #  - with SYNCPOOL_MAX_SIZE=1024: no gets or puts in classes above 1024.
@@ -64,8 +64,8 @@ for c in cls:
 if st["cached_bytes"] != S("cached_bytes"):
     err("top-level cached_bytes %d != sum over classes %d" % (st["cached_bytes"], S("cached_bytes")))
 if mode == "main":
-    if st["rotate_ms"] != 20: err("rotate_ms = %d, expected 20 (SYNCPOOL_ROTATE_MS=20)" % st["rotate_ms"])
-    if st["rotations"] < 1: err("rotations = %d after a 0.6 s run with SYNCPOOL_ROTATE_MS=20" % st["rotations"])
+    if st["rotate_ms"] != 100: err("rotate_ms = %d, expected 100 (SYNCPOOL_ROTATE_MS=100)" % st["rotate_ms"])
+    if st["rotations"] < 1: err("rotations = %d after a 0.6 s run with SYNCPOOL_ROTATE_MS=100" % st["rotations"])
     if S("gets") < 10000: err("only %d gets for a malloc-heavy python run" % S("gets"))
     if not hits > 0.5 * S("gets"):
         worst = sorted(cls, key=lambda c: -c["misses"])[:3]
@@ -83,7 +83,7 @@ if errs: sys.exit("\n".join(errs))
 PY
 
 # 1. json:PATH
-out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats.json" SYNCPOOL_ROTATE_MS=20 LD_PRELOAD="$SP_LIB" \
+out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats.json" SYNCPOOL_ROTATE_MS=100 LD_PRELOAD="$SP_LIB" \
       "$PYTHON" "$WORK/work.py" 2>"$WORK/err") || fail "python3 under SYNCPOOL_STATS=json: failed: $(head -c 500 "$WORK/err")"
 [ "$out" = "ok True" ] || fail "python3 printed '$out'"
 [ -s "$WORK/err" ] && fail "stderr not empty with SYNCPOOL_STATS=json:PATH: $(head -c 500 "$WORK/err")"

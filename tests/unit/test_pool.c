@@ -262,7 +262,7 @@ static void test_stress_rotation(void)
 {
     enum { T = 4 };
     stress_iters = check_scale(400000);
-    sp_rotator_configure(1);
+    sp_rotator_configure(1, false);
     sp_self.state = SP_T_BUSY;
     sp_rotator_ensure_started();
     sp_self.state = SP_T_ACTIVE;
