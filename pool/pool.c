@@ -164,7 +164,6 @@ void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
         pb = sp_pblock_refresh(t, g, false);
         if (pb && (x = pb->own[cls].private_) != NULL) {
             pb->own[cls].private_ = NULL;
-            pb->own[cls].count--;
             sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
             goto out;
         }
@@ -192,14 +191,14 @@ bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
     sp_count(t->proc, cls, SP_C_PUT);
     if (o->private_ == NULL) {
         o->private_ = x;
-        o->count++;
         ok = true;
         goto out;
     }
-    if (o->count >= sp_cap[cls]) {
+    /* cap counts the private slot too (it is full here). */
+    if (o->count + 1 >= sp_cap[cls]) {
         /* The count does not see what thieves took: recount before refusing. */
-        o->count = 1 + sp_chain_len(o->head);
-        if (o->count >= sp_cap[cls]) goto overflow;
+        o->count = sp_chain_len(o->head);
+        if (o->count + 1 >= sp_cap[cls]) goto overflow;
     }
     if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
         o->count++;

@@ -28,7 +28,7 @@
 struct sp_own {
     void *private_;
     struct sp_dequeue *head;     /* newest ring of the shared chain */
-    uint32_t count;              /* objects cached here: exact but for what thieves took */
+    uint32_t count;              /* objects in the shared chain: exact but for steals */
 };
 
 struct sp_pblock {
@@ -68,10 +68,14 @@ extern uint32_t sp_cap[SP_MAX_CLASSES];
  * that the inline part opened; they close it. */
 void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls);
 bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
+typedef void *(*sp_get_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls);
+typedef bool (*sp_put_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
 
-/* Get an object of class cls, or NULL (a miss: the caller goes to the backend).
- * The calling thread must be ACTIVE.  Inline: only the private-slot hit. */
-static inline __attribute__((always_inline)) void *sp_pool_get(unsigned cls)
+/* The private-slot hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
+ * function that wraps it), as a tail call so the inline part needs no saved registers.
+ * The calling thread must be ACTIVE. */
+static inline __attribute__((always_inline)) void *sp_pool_get_or(unsigned cls,
+                                                                   sp_get_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
     sp_rcu_lock();
@@ -82,19 +86,23 @@ static inline __attribute__((always_inline)) void *sp_pool_get(unsigned cls)
         void *x = o->private_;
         if (SP_LIKELY(x != NULL)) {
             o->private_ = NULL;
-            o->count--;
             sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
             sp_rcu_unlock();
             return x;
         }
     }
-    return sp_get_rest(t, g, cls);
+    return rest(t, g, cls);
 }
 
-/* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
- * reached, or no memory for a ring) and the caller must free it to the backend.
- * The calling thread must be ACTIVE.  Inline: only the private-slot put. */
-static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void *x)
+/* Get an object of class cls, or NULL (a miss: the caller goes to the backend). */
+static inline __attribute__((always_inline)) void *sp_pool_get(unsigned cls)
+{
+    return sp_pool_get_or(cls, sp_get_rest);
+}
+
+/* The private-slot put, inline; anything else is handed to rest (see sp_pool_get_or). */
+static inline __attribute__((always_inline)) bool sp_pool_put_or(unsigned cls, void *x,
+                                                                  sp_put_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
     sp_rcu_lock();
@@ -104,13 +112,19 @@ static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void
         struct sp_own *o = &pb->own[cls];
         if (SP_LIKELY(o->private_ == NULL)) {
             o->private_ = x;
-            o->count++;
             sp_count(t->proc, cls, SP_C_PUT);
             sp_rcu_unlock();
             return true;
         }
     }
-    return sp_put_rest(t, g, cls, x);
+    return rest(t, g, cls, x);
+}
+
+/* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
+ * reached, or no memory for a ring) and the caller must free it to the backend. */
+static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void *x)
+{
+    return sp_pool_put_or(cls, x, sp_put_rest);
 }
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class

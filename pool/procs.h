@@ -22,7 +22,7 @@ enum sp_counter {
 struct sp_proc {
     _Atomic uint32_t in_use;
     uint32_t id;
-    uint64_t cnt[SP_MAX_CLASSES][SP_NCOUNTERS];
+    uint64_t cnt[SP_NCOUNTERS][SP_MAX_CLASSES];   /* [counter][class]: index = class * 8 + const */
 } __attribute__((aligned(128)));
 
 /* Ids are handed out in chunks of 64, up to SP_MAX_PROCS; chunks are never freed or moved, so
@@ -46,7 +46,7 @@ void sp_proc_release_all_but(struct sp_proc *keep);
 static inline void sp_count(struct sp_proc *p, unsigned cls, enum sp_counter c)
 {
     /* Owner-only: a relaxed load and store, no locked instruction. */
-    uint64_t *v = &p->cnt[cls][c];
+    uint64_t *v = &p->cnt[c][cls];
     __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 

@@ -11,7 +11,7 @@ unsigned sp_stats_collect(struct sp_class_stats *out)
             struct sp_proc *p = sp_proc_get(id);
             if (!p) continue;
             for (int k = 0; k < SP_NCOUNTERS; k++)
-                s[k] += __atomic_load_n(&p->cnt[c][k], __ATOMIC_RELAXED);
+                s[k] += __atomic_load_n(&p->cnt[k][c], __ATOMIC_RELAXED);
         }
         struct sp_class_stats *o = &out[c];
         o->size = sp_class_size[c];
