@@ -168,10 +168,15 @@ void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
             goto out;
         }
     }
-    if (pb && (x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
-        pb->own[cls].count--;
-        sp_count(t->proc, cls, SP_C_HIT_SHARED);
-        goto out;
+    /* count never undercounts (only steals go unseen), so 0 means the chain is empty: skip the
+     * walk back through older rings, which nobody unlinks while no thief runs. */
+    if (pb && pb->own[cls].count) {
+        if ((x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
+            pb->own[cls].count--;
+            sp_count(t->proc, cls, SP_C_HIT_SHARED);
+            goto out;
+        }
+        pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
     }
     x = sp_get_slow(t, g, cls);
 out:
@@ -196,7 +201,9 @@ bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
     }
     /* cap counts the private slot too (it is full here). */
     if (o->count + 1 >= sp_cap[cls]) {
-        /* The count does not see what thieves took: recount before refusing. */
+        /* The count does not see what thieves took: recount before refusing, but only on every
+         * 64th refusal (a recount walks every ring of the chain). */
+        if ((t->proc->cnt[SP_C_OVERFLOW][cls] & 63) != 0) goto overflow;
         o->count = sp_chain_len(o->head);
         if (o->count + 1 >= sp_cap[cls]) goto overflow;
     }

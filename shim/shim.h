@@ -39,7 +39,7 @@ void sp_config_from_env(struct sp_config *cfg);
 
 #define SP_DEFAULT_ROTATE_MS   100L
 #define SP_DEFAULT_MAX_SIZE    14336UL
-#define SP_DEFAULT_CACHE_BYTES (4UL * 1024 * 1024)
+#define SP_DEFAULT_CACHE_BYTES (256UL * 1024)
 
 #ifdef __cplusplus
 }
