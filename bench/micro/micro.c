@@ -5,6 +5,8 @@
   *   microbench fifo    N K SIZE    N/K times: K mallocs, then K frees in allocation order
   *   microbench prodcons N SIZE     one thread mallocs, another frees (through an SPSC ring)
  *   microbench large  N SIZE      N times: p = malloc(SIZE); touch every page; free(p)
+ *   microbench latency N SIZE     N timed malloc+free pairs (a window of 64 live objects, so
+ *                                 the shared chain is used too); prints p50/p99/p99.9/max in ns
  *
  * Prints `ns_per_op=… ops_per_sec=…` (one op = one malloc + one free).  Under callgrind the
  * instruction count of two runs with different N gives instructions per op (scripts/callgrind). */
@@ -74,6 +76,44 @@ static void large(long n, size_t size)
     report("large", n, now() - t0);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t ns_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void latency(long n, size_t size)
+{
+    uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)n);
+    char *win[64] = {0};
+    unsigned r = 1;
+    for (long i = 0; i < n; i++) {
+        r = r * 1103515245u + 12345u;
+        unsigned k = (r >> 16) & 63;
+        uint64_t t0 = ns_now();
+        char *p = malloc(size);
+        free(win[k]);
+        uint64_t t1 = ns_now();
+        if (!p) abort();
+        p[0] = (char)i;
+        win[k] = p;
+        lat[i] = t1 - t0;
+    }
+    for (int k = 0; k < 64; k++) free(win[k]);
+    qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
+    printf("latency ops=%ld p50_ns=%llu p99_ns=%llu p999_ns=%llu max_ns=%llu\n", n,
+           (unsigned long long)lat[n / 2], (unsigned long long)lat[n * 99 / 100],
+           (unsigned long long)lat[n * 999 / 1000], (unsigned long long)lat[n - 1]);
+    free(lat);
+}
+
 #define RING 1024
 static void *_Atomic ring[RING];
 static long pc_n;
@@ -115,7 +155,7 @@ static void prodcons(long n, size_t size)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large N [K] SIZE\n");
+        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large|latency N [K] SIZE\n");
         return 2;
     }
     const char *m = argv[1];
@@ -123,6 +163,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "pairs")) pairs(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "prodcons")) prodcons(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "large")) large(n, (size_t)atol(argv[3]));
+    else if (!strcmp(m, "latency")) latency(n, (size_t)atol(argv[3]));
     else if (argc >= 5 && (!strcmp(m, "batch") || !strcmp(m, "fifo")))
         batch(n, atol(argv[3]), (size_t)atol(argv[4]), !strcmp(m, "fifo"));
     else {
