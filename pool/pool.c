@@ -1,5 +1,8 @@
 /* pool.c — the slow paths of Get and Put, generations, and thread attach/detach. */
 #include "pool.h"
+
+#include <errno.h>
+
 #include "backend.h"
 
 __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
@@ -156,16 +159,19 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
     return NULL;
 }
 
-void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+/* Past the private slot: own shared head, then steal and victim.  Inlined into both exported
+ * rest functions so each is a single call from the hot path. */
+static inline __attribute__((always_inline)) void *sp_get_more(struct sp_thread *t,
+                                                               struct sp_gen *g, unsigned cls)
 {
     struct sp_pblock *pb = t->pb;
-    void *x = NULL;
+    void *x;
     if (g->seq != t->gen_seq) {
         pb = sp_pblock_refresh(t, g, false);
         if (pb && (x = pb->own[cls].private_) != NULL) {
             pb->own[cls].private_ = NULL;
             sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
-            goto out;
+            return x;
         }
     }
     /* count never undercounts (only steals go unseen), so 0 means the chain is empty: skip the
@@ -174,17 +180,33 @@ void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
         if ((x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
             pb->own[cls].count--;
             sp_count(t->proc, cls, SP_C_HIT_SHARED);
-            goto out;
+            return x;
         }
         pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
     }
-    x = sp_get_slow(t, g, cls);
-out:
+    return sp_get_slow(t, g, cls);
+}
+
+void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+{
+    void *x = sp_get_more(t, g, cls);
     sp_rcu_unlock();
     return x;
 }
 
-bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
+void *sp_get_rest_or_alloc(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+{
+    void *x = sp_get_more(t, g, cls);
+    sp_rcu_unlock();
+    if (x) return x;
+    /* A miss: a fresh backend object of exactly this class. */
+    x = be_alloc(sp_class_size[cls], 0);
+    if (SP_UNLIKELY(x == NULL)) errno = ENOMEM;
+    return x;
+}
+
+static inline __attribute__((always_inline)) bool sp_put_more(struct sp_thread *t, struct sp_gen *g,
+                                                              unsigned cls, void *x)
 {
     struct sp_pblock *pb = t->pb;
     bool ok = false;
@@ -215,8 +237,26 @@ bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
 overflow:
     sp_count(t->proc, cls, SP_C_OVERFLOW);
 out:
+    return ok;
+}
+
+bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
+{
+    bool ok = sp_put_more(t, g, cls, x);
     sp_rcu_unlock();
     return ok;
+}
+
+bool sp_put_rest_or_free(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
+{
+    bool ok = sp_put_more(t, g, cls, x);
+    sp_rcu_unlock();
+    if (!ok) {
+        int e = errno;            /* free() preserves errno; the backend may madvise */
+        be_free_sized(x, sp_class_size[cls], 0);
+        errno = e;
+    }
+    return true;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */

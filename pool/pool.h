@@ -68,6 +68,11 @@ extern uint32_t sp_cap[SP_MAX_CLASSES];
  * that the inline part opened; they close it. */
 void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls);
 bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
+/* The same, with the backend behind them (pool -> jemalloc on a miss or a refused put): a miss
+ * returns a fresh backend object of the class (NULL only if the backend has no memory); a
+ * refused object is freed to the backend (errno preserved).  sp_put_rest_or_free returns true. */
+void *sp_get_rest_or_alloc(struct sp_thread *t, struct sp_gen *g, unsigned cls);
+bool sp_put_rest_or_free(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls);
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
 

@@ -43,17 +43,10 @@ static SP_NOINLINE void *sp_malloc_slow(size_t n)
     return sp_backend_alloc(n, 0);
 }
 
-/* Past the private slot: the rest of Get, then a miss. */
-static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, struct sp_gen *g, unsigned c)
-{
-    void *p = sp_get_rest(t, g, c);
-    return p ? p : sp_alloc_miss(c, 0);
-}
-
 void *sp_malloc(size_t n)
 {
     if (SP_LIKELY(n <= sp_max_size) && SP_LIKELY(sp_self.state == SP_T_ACTIVE))
-        return sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
+        return sp_pool_get_or(sp_size_class(n), sp_get_rest_or_alloc);
     return sp_malloc_slow(n);
 }
 
@@ -63,19 +56,12 @@ static SP_NOINLINE void sp_free_slow(void *p)
     sp_backend_free(p, 0);
 }
 
-/* Past the private slot: the rest of Put; what the pool does not take goes to the backend. */
-static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, struct sp_gen *g, unsigned c, void *p)
-{
-    if (!sp_put_rest(t, g, c, p)) sp_backend_free(p, sp_class_size[c]);
-    return true;
-}
-
 void sp_free(void *p)
 {
     if (SP_LIKELY(sp_self.state == SP_T_ACTIVE) && SP_LIKELY(p != NULL)) {
         size_t size = be_usable(p);          /* design decision 2: the class from the backend */
         if (SP_LIKELY(size <= sp_max_size)) {
-            (void)sp_pool_put_or(sp_size_class(size), p, sp_free_rest);
+            (void)sp_pool_put_or(sp_size_class(size), p, sp_put_rest_or_free);
             return;
         }
         sp_backend_free(p, size);
@@ -89,7 +75,7 @@ void sp_free_sized(void *p, size_t n)
 {
     if (SP_UNLIKELY(p == NULL)) return;
     if (SP_LIKELY(n <= sp_max_size) && SP_LIKELY(sp_self.state == SP_T_ACTIVE)) {
-        (void)sp_pool_put_or(sp_size_class(n), p, sp_free_rest);
+        (void)sp_pool_put_or(sp_size_class(n), p, sp_put_rest_or_free);
         return;
     }
     sp_free(p);
