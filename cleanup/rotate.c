@@ -117,9 +117,12 @@ void sp_rotator_ensure_started(void)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc == 0)
             atomic_store_explicit(&sp_rot_running, true, memory_order_release);
-        else
+        else {
             dprintf(2, "syncpool: cannot start the rotation thread (error %d); pools will not "
                        "rotate\n", rc);
+            if (sp_purging) be_give_back_purging();   /* nobody else would ever purge */
+            sp_purging = false;
+        }
     }
     pthread_mutex_unlock(&sp_rot_lock);
 }

@@ -33,6 +33,24 @@ void be_init(void)
     }
 }
 
+/* Sets the dirty and muzzy decay times of all arenas, present and future. */
+static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
+{
+    if (mallctl("arenas.dirty_decay_ms", NULL, NULL, &dirty, sizeof dirty) != 0) return false;
+    mallctl("arenas.muzzy_decay_ms", NULL, NULL, &muzzy, sizeof muzzy);
+    unsigned narenas = 0;
+    size_t len = sizeof narenas;
+    mallctl("arenas.narenas", &narenas, &len, NULL, 0);
+    for (unsigned i = 0; i < narenas; i++) {   /* arenas that exist already */
+        char name[64];
+        snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", i);
+        mallctl(name, NULL, NULL, &dirty, sizeof dirty);
+        snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", i);
+        mallctl(name, NULL, NULL, &muzzy, sizeof muzzy);
+    }
+    return true;
+}
+
 bool be_take_over_purging(void)
 {
     const char *user = getenv("MALLOC_CONF");
@@ -40,20 +58,12 @@ bool be_take_over_purging(void)
     /* jemalloc's decay purges a freed extent at once when it was dirtied within the current decay
      * epoch (a block freed and reallocated in a loop faults in again every time).  -1 = never
      * purge on its own; the rotation thread purges instead (be_purge). */
-    ssize_t never = -1;
-    if (mallctl("arenas.dirty_decay_ms", NULL, NULL, &never, sizeof never) != 0) return false;
-    mallctl("arenas.muzzy_decay_ms", NULL, NULL, &never, sizeof never);
-    unsigned narenas = 0;
-    size_t len = sizeof narenas;
-    mallctl("arenas.narenas", &narenas, &len, NULL, 0);
-    for (unsigned i = 0; i < narenas; i++) {   /* arenas that exist already */
-        char name[64];
-        snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", i);
-        mallctl(name, NULL, NULL, &never, sizeof never);
-        snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", i);
-        mallctl(name, NULL, NULL, &never, sizeof never);
-    }
-    return true;
+    return be_set_decay(-1, -1);
+}
+
+void be_give_back_purging(void)
+{
+    be_set_decay(10000, 0);   /* jemalloc 5.3's defaults (opt.dirty_decay_ms, opt.muzzy_decay_ms) */
 }
 
 void be_purge(void)

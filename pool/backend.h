@@ -49,6 +49,8 @@ void be_init(void);
  * decay time (theirs wins) or jemalloc refused. */
 bool be_take_over_purging(void);
 void be_purge(void);
+/* Gives purging back to jemalloc (its default decay times), e.g. when no thread can do it. */
+void be_give_back_purging(void);
 static inline const char *be_name(void) { return "jemalloc"; }
 
 #else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
@@ -77,6 +79,7 @@ static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
 static inline bool be_take_over_purging(void) { return false; }
 static inline void be_purge(void) {}
+static inline void be_give_back_purging(void) {}
 static inline const char *be_name(void) { return "libc"; }
 #endif
 
