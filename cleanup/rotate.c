@@ -23,10 +23,30 @@ static bool sp_rot_started, sp_rot_stop, sp_rot_cond_ready;
 static _Atomic bool sp_rot_running;
 static _Atomic uint64_t sp_rot_count;
 
+/* Generations ready to be published.  Rotation n publishes a spare and gets the generation that
+ * aged out back as a spare, so after start-up (sp_spares_fill, from the constructor's thread) the
+ * rotation thread allocates nothing: jemalloc 5.3 crashes when a thread on a second arena has to
+ * grow it while the address space is exhausted, and the rotation thread is always such a thread. */
+static struct sp_gen *sp_spare[2];
+static int sp_nspare;
+
+static void sp_spares_fill(void)
+{
+    while (sp_nspare < 2) {
+        struct sp_gen *g = sp_gen_new();
+        if (!g) break;
+        sp_spare[sp_nspare++] = g;
+    }
+}
+
 void sp_rotator_configure(long period_ms, bool purge)
 {
     sp_period_ms = period_ms;
     sp_purging = purge && period_ms > 0;
+    if (period_ms <= 0) return;           /* rotations only by syncpool_rotate_now() */
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_spares_fill();
+    pthread_mutex_unlock(&sp_rot_lock);
 }
 long sp_rotator_period(void) { return sp_period_ms; }
 uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_order_relaxed); }
@@ -44,14 +64,18 @@ static void sp_cond_init(void)
 /* Caller holds sp_rot_lock. */
 static uint64_t sp_rotate_locked(void)
 {
-    struct sp_gen *fresh = sp_gen_new();
+    struct sp_gen *fresh = sp_nspare ? sp_spare[--sp_nspare] : sp_gen_new();
     if (!fresh) return 0;                 /* no memory: skip this rotation, keep what we have */
     struct sp_gen *aged = sp_pool_publish(fresh);
     /* Rings retired up to now may still be held by readers that started before this point. */
     struct sp_dequeue *retired = sp_chain_retired_take();
     sp_rcu_synchronize();
     /* No reader can see `aged` or the retired rings any more. */
-    uint64_t n = sp_gen_release(aged);
+    uint64_t n = 0;
+    if (aged) {
+        n = sp_gen_recycle(aged);
+        sp_spare[sp_nspare++] = aged;     /* one taken, at most one back: never more than 2 */
+    }
     sp_chain_retired_free(retired);
     atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
     return n;
@@ -76,6 +100,7 @@ static void *sp_rotator_main(void *arg)
 {
     (void)arg;
     sp_self.state = SP_T_OFF;   /* this thread's own allocations go straight to the backend */
+    be_thread_init();
     /* Dirty pages go back to the kernel at most every two periods (and at least 200 ms apart, so
      * a 1 ms rotation does not turn into constant page faults): memory that rotation handed back
      * to jemalloc leaves the process soon after. */

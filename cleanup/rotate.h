@@ -11,7 +11,8 @@
 #include <stdint.h>
 
 /* Period in ms (0 = never rotate on a timer).  purge: the thread also purges the backend's dirty
- * pages (after be_take_over_purging).  Set before the first sp_rotator_ensure_started. */
+ * pages (after be_take_over_purging).  Call once, from the thread that sets the pools up (it also
+ * allocates the spare generations), before the first sp_rotator_ensure_started. */
 void sp_rotator_configure(long period_ms, bool purge);
 long sp_rotator_period(void);
 /* Starts the thread if it should run and does not yet.  Call with the re-entry guard held:

@@ -51,10 +51,13 @@ static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
     return true;
 }
 
+static bool be_purging_ours;
+
 bool be_take_over_purging(void)
 {
     const char *user = getenv("MALLOC_CONF");
     if (user && strstr(user, "decay_ms")) return false;
+    be_purging_ours = true;
     /* jemalloc's decay purges a freed extent at once when it was dirtied within the current decay
      * epoch (a block freed and reallocated in a loop faults in again every time).  -1 = never
      * purge on its own; the rotation thread purges instead (be_purge). */
@@ -63,7 +66,14 @@ bool be_take_over_purging(void)
 
 void be_give_back_purging(void)
 {
+    be_purging_ours = false;
     be_set_decay(10000, 0);   /* jemalloc 5.3's defaults (opt.dirty_decay_ms, opt.muzzy_decay_ms) */
+}
+
+void be_thread_init(void)
+{
+    unsigned zero = 0;
+    mallctl("thread.arena", NULL, NULL, &zero, sizeof zero);
 }
 
 void be_purge(void)
@@ -71,5 +81,19 @@ void be_purge(void)
     char name[64];
     snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
     mallctl(name, NULL, NULL, NULL, 0);
+}
+
+void *be_alloc_after_oom(size_t n, int flags)
+{
+    if (!be_purging_ours) return NULL;
+    be_purge();
+    return mallocx(n, flags);
+}
+
+void *be_realloc_after_oom(void *p, size_t n, int flags)
+{
+    if (!be_purging_ours) return NULL;
+    be_purge();
+    return rallocx(p, n, flags);
 }
 #endif

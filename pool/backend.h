@@ -51,6 +51,15 @@ bool be_take_over_purging(void);
 void be_purge(void);
 /* Gives purging back to jemalloc (its default decay times), e.g. when no thread can do it. */
 void be_give_back_purging(void);
+/* For a background thread of ours: sets up its backend state now, bound to arena 0, so that it
+ * never has to create an arena later (jemalloc 5.3 crashes doing that once the address space is
+ * exhausted). */
+void be_thread_init(void);
+/* After an allocation failed: when we hold jemalloc's purging, memory freed since the last purge
+ * may sit in dirty extents that jemalloc cannot reuse for this request under an address-space
+ * limit; purge now and try once more.  NULL if that fails too (or there is nothing to purge). */
+void *be_alloc_after_oom(size_t n, int flags);
+void *be_realloc_after_oom(void *p, size_t n, int flags);
 static inline const char *be_name(void) { return "jemalloc"; }
 
 #else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
@@ -80,6 +89,13 @@ static inline void be_init(void) {}  /* nothing to set up */
 static inline bool be_take_over_purging(void) { return false; }
 static inline void be_purge(void) {}
 static inline void be_give_back_purging(void) {}
+static inline void be_thread_init(void) {}
+static inline void *be_alloc_after_oom(size_t n, int flags) { (void)n; (void)flags; return NULL; }
+static inline void *be_realloc_after_oom(void *p, size_t n, int flags)
+{
+    (void)p; (void)n; (void)flags;
+    return NULL;
+}
 static inline const char *be_name(void) { return "libc"; }
 #endif
 

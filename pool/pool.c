@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "backend.h"
 
@@ -85,9 +86,8 @@ static void sp_release_obj(void *obj, void *arg)
     be_free_sized(obj, *(const uint32_t *)arg, BE_NO_TCACHE);
 }
 
-uint64_t sp_gen_release(struct sp_gen *g)
+uint64_t sp_gen_recycle(struct sp_gen *g)
 {
-    if (!g) return 0;
     uint64_t total = 0;
     for (uint32_t ci = 0; ci < SP_PROC_CHUNKS; ci++) {
         struct sp_pblock *_Atomic *chunk = atomic_load_explicit(&g->dir[ci], memory_order_acquire);
@@ -110,7 +110,9 @@ uint64_t sp_gen_release(struct sp_gen *g)
         }
         be_free((void *)chunk);
     }
-    be_free(g);
+    /* Empty again, under a seq never used before (threads' cached pblocks compare seqs). */
+    memset(g, 0, sizeof *g);
+    g->seq = atomic_fetch_add_explicit(&sp_gen_seq, 1, memory_order_relaxed) + 1;
     return total;
 }
 
@@ -201,7 +203,7 @@ void *sp_get_rest_or_alloc(struct sp_thread *t, struct sp_gen *g, unsigned cls)
     if (x) return x;
     /* A miss: a fresh backend object of exactly this class. */
     x = be_alloc(sp_class_size[cls], 0);
-    if (SP_UNLIKELY(x == NULL)) errno = ENOMEM;
+    if (SP_UNLIKELY(x == NULL) && !(x = be_alloc_after_oom(sp_class_size[cls], 0))) errno = ENOMEM;
     return x;
 }
 

@@ -146,9 +146,11 @@ struct sp_gen *sp_gen_new(void);
 /* victim <- local, local <- fresh.  Returns the old victim, which readers may still hold until
  * the next grace period. */
 struct sp_gen *sp_pool_publish(struct sp_gen *fresh);
-/* After a grace period: every object in g back to the backend, g's memory freed.  Returns the
- * number of objects released (also added to sp_released[class]). */
-uint64_t sp_gen_release(struct sp_gen *g);
+/* After a grace period: every object in g back to the backend, its pblocks and directory
+ * freed, and g itself emptied under a fresh seq, ready to be published again (so rotation needs
+ * no allocation of its own).  Returns the number of objects released (also added to
+ * sp_released[class]). */
+uint64_t sp_gen_recycle(struct sp_gen *g);
 
 /* Objects handed back to the backend by rotation, per class (written under the rotation lock). */
 extern _Atomic uint64_t sp_released[SP_MAX_CLASSES];

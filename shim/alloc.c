@@ -17,7 +17,7 @@
 static SP_NOINLINE void *sp_backend_alloc(size_t n, int flags)
 {
     void *p = be_alloc(n ? n : 1, flags);   /* size 0 is undefined for mallocx */
-    if (SP_UNLIKELY(!p)) errno = ENOMEM;
+    if (SP_UNLIKELY(!p) && !(p = be_alloc_after_oom(n ? n : 1, flags))) errno = ENOMEM;
     return p;
 }
 
@@ -112,7 +112,8 @@ static void *sp_realloc(void *p, size_t n)
     if (old <= sp_max_size && n <= sp_max_size && sp_size_class(n) == sp_size_class(old))
         return p;
     void *q = be_realloc(p, n, 0);
-    if (SP_UNLIKELY(q == NULL)) errno = ENOMEM;   /* p stays valid */
+    if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, 0)))
+        errno = ENOMEM;                           /* p stays valid */
     return q;
 }
 

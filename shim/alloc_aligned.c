@@ -16,7 +16,7 @@ void *sp_memalign(size_t align, size_t n)
 {
     if (align <= SP_POOL_ALIGN) return sp_malloc(n < align ? align : n);
     void *p = be_alloc(n ? n : 1, BE_ALIGN(align));
-    if (!p) errno = ENOMEM;
+    if (!p && !(p = be_alloc_after_oom(n ? n : 1, BE_ALIGN(align)))) errno = ENOMEM;
     return p;
 }
 

@@ -95,14 +95,13 @@ __attribute__((constructor)) static void sp_init(void)
     long ps = sysconf(_SC_PAGESIZE);
     if (ps > 0) sp_page_size = (size_t)ps;
     pthread_atfork(sp_atfork_prepare, sp_atfork_parent, sp_atfork_child);
-    sp_rotator_configure(sp_cfg.rotate_ms, false);
     if (!sp_cfg.disable && sp_cfg.max_size > 0) {
         size_t max = sp_sizeclass_init(sp_cfg.max_size);
         if (sp_pool_init(sp_cfg.cache_bytes)) {
             /* With rotation on, the rotation thread also decides when jemalloc's dirty pages go
              * back to the kernel (docs/design.md, "Purging"). */
-            if (sp_cfg.rotate_ms > 0)
-                sp_rotator_configure(sp_cfg.rotate_ms, be_take_over_purging());
+            sp_rotator_configure(sp_cfg.rotate_ms,
+                                 sp_cfg.rotate_ms > 0 && be_take_over_purging());
             atomic_thread_fence(memory_order_release);
             sp_max_size = max;         /* pools on: the tables above are complete */
         }

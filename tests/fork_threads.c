@@ -1,5 +1,7 @@
 /* fork_threads: fork() while 4 threads hammer malloc/free (research.md 3.4).
  *
+ *   sp_fork_threads [NFORKS]      (default 250; issue #5's long form: 1000 and more)
+ *
  * 4 worker threads allocate, fill, verify and free blocks of all sizes, and swap blocks with
  * each other through an exchange array.  The main thread forks NFORKS times.  Each child:
  *   - verifies and frees the blocks the main thread had before the fork,
@@ -23,7 +25,7 @@
 #include <sys/wait.h>
 
 #define NWORKERS 4
-#define NFORKS 250
+#define NFORKS_DEFAULT 250
 #define NXCHG 64
 #define NPRE 200
 
@@ -220,11 +222,21 @@ static void child_work(int n)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int nforks = NFORKS_DEFAULT;
+    if (argc > 1) {
+        char *end;
+        long v = strtol(argv[1], &end, 10);
+        if (*end || v < 1 || v > 10000000) {
+            fprintf(stderr, "usage: %s [NFORKS]\n", argv[0]);
+            return 2;
+        }
+        nforks = (int)v;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("fork_threads: libsyncpool.so %s, %d workers, %d forks\n",
-           sp_under_syncpool() ? "loaded" : "NOT loaded", NWORKERS, NFORKS);
+           sp_under_syncpool() ? "loaded" : "NOT loaded", NWORKERS, nforks);
     pthread_t th[NWORKERS];
     for (int i = 0; i < NWORKERS; i++)
         REQUIRE(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i) == 0, "pthread_create");
@@ -236,7 +248,7 @@ int main(void)
 
     int bad_children = 0, hung = 0, execs = 0;
     double t0 = sp_now();
-    for (int n = 0; n < NFORKS; n++) {
+    for (int n = 0; n < nforks; n++) {
         /* change the parent's heap state a little before each fork */
         for (int j = 0; j < 10; j++) {
             int k = (int)(sp_rand(&rng) % NPRE);
@@ -312,7 +324,7 @@ int main(void)
         }
     printf("  %d forks (%d exec'd /bin/true) in %.2f s; %lu worker operations meanwhile; "
            "%d bad children, %d hung\n",
-           NFORKS, execs, dt, ops_during_forks, bad_children, hung);
+           nforks, execs, dt, ops_during_forks, bad_children, hung);
     CHECK(ops_during_forks > 10000, "workers made only %lu operations while forking: the "
           "test did not overlap fork with allocation", ops_during_forks);
     return sp_report("fork_threads");

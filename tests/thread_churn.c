@@ -1,7 +1,9 @@
 /* thread_churn: many short-lived threads (research.md 1.4 "thread churn", 3.5 thread exit).
  *
- * Phase A: 2000 threads, in waves of 50 at a time.  Phase B: 200 threads alive at the same time
- * (a barrier holds them until all have allocated).  Each thread
+ *   sp_thread_churn [NTHREADS]    (phase A's thread count; default 2000, issue #5: 10000)
+ *
+ * Phase A: 2000 threads (or NTHREADS), in waves of 50 at a time.  Phase B: 200 threads alive at
+ * the same time (a barrier holds them until all have allocated).  Each thread
  *   - allocates NOBJ blocks of 1..4096 bytes (about 256 KiB) and fills them,
  *   - does CHURN extra malloc/free pairs (so its pool slot caches objects),
  *   - verifies and frees half of its blocks itself,
@@ -26,7 +28,7 @@
 #define NOBJ 128
 #define CHURN 400
 #define WAVE 50
-#define NWAVE_THREADS 2000
+#define NWAVE_THREADS_DEFAULT 2000
 #define NCONCURRENT 200
 #define XCAP 8192
 
@@ -138,8 +140,18 @@ static void collect(struct targ *a)
     a->nkeep = 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int nwave_threads = NWAVE_THREADS_DEFAULT;
+    if (argc > 1) {
+        char *end;
+        long v = strtol(argv[1], &end, 10);
+        if (*end || v < 1 || v > 100000000) {
+            fprintf(stderr, "usage: %s [NTHREADS]\n", argv[0]);
+            return 2;
+        }
+        nwave_threads = (int)v;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("thread_churn: libsyncpool.so %s\n", sp_under_syncpool() ? "loaded" : "NOT loaded");
     static struct targ args[NCONCURRENT > WAVE ? NCONCURRENT : WAVE];
@@ -151,9 +163,9 @@ int main(void)
     long base = rss_kb();
     double t0 = sp_now();
     int started = 0;
-    while (started < NWAVE_THREADS) {
+    while (started < nwave_threads) {
         int n = 0;
-        for (; n < WAVE && started < NWAVE_THREADS; n++, started++) {
+        for (; n < WAVE && started < nwave_threads; n++, started++) {
             args[n].id = started;
             args[n].barrier = NULL;
             int rc = pthread_create(&th[n], &attr, thread_fn, &args[n]);
@@ -167,7 +179,7 @@ int main(void)
     long peak_a = maxrss_kb();
     long bound_a = base + WAVE * 1024L + 32 * 1024L;
     printf("  phase A: %d threads in waves of %d, %.2f s; RSS before %ld KiB, peak %ld KiB, "
-           "bound %ld KiB\n", NWAVE_THREADS, WAVE, sp_now() - t0, base, peak_a, bound_a);
+           "bound %ld KiB\n", nwave_threads, WAVE, sp_now() - t0, base, peak_a, bound_a);
     CHECK(peak_a <= bound_a, "phase A: peak RSS %ld KiB exceeds the bound %ld KiB (exited "
           "threads' memory not reused?)", peak_a, bound_a);
 
@@ -177,7 +189,7 @@ int main(void)
     long base_b = rss_kb();
     t0 = sp_now();
     for (int n = 0; n < NCONCURRENT; n++) {
-        args[n].id = NWAVE_THREADS + n;
+        args[n].id = nwave_threads + n;
         args[n].barrier = &bar;
         int rc = pthread_create(&th[n], &attr, thread_fn, &args[n]);
         REQUIRE(rc == 0, "pthread_create (concurrent #%d): %s", n, strerror(rc));

@@ -3,7 +3,8 @@
 # /bin/true and "$PYTHON" -c 'print(1)' under the library exit 0 with the right output, and
 # stderr holds exactly one line, starting with "syncpool:", that names the variable (for an
 # empty value, no line is accepted too).  Good values print nothing.  Two bad variables at once
-# give one line each.
+# give one line each.  SYNCPOOL_CACHE_BYTES also: 0 and 2^40+1 (out of range) warn, 1 and 65536
+# do not.
 . "$(dirname "$0")/common.sh" "$@"
 
 clean=(env -u SYNCPOOL_ROTATE_MS -u SYNCPOOL_MAX_SIZE -u SYNCPOOL_DISABLE -u SYNCPOOL_STATS
@@ -36,7 +37,7 @@ check() {
     done
 }
 
-for name in SYNCPOOL_ROTATE_MS SYNCPOOL_MAX_SIZE SYNCPOOL_DISABLE SYNCPOOL_STATS; do
+for name in SYNCPOOL_ROTATE_MS SYNCPOOL_MAX_SIZE SYNCPOOL_DISABLE SYNCPOOL_STATS SYNCPOOL_CACHE_BYTES; do
     check "$name" "" 0 1
     for value in "-5" "99999999999999999999999" "abc" "10xyz"; do
         check "$name" "$value" 1 1
@@ -51,6 +52,19 @@ check SYNCPOOL_DISABLE 1 0 0
 check SYNCPOOL_DISABLE 0 0 0
 check SYNCPOOL_STATS "json:$WORK/stats.json" 0 0
 [ -s "$WORK/stats.json" ] || bad "SYNCPOOL_STATS=json:PATH wrote no file"
+check SYNCPOOL_CACHE_BYTES 65536 0 0
+check SYNCPOOL_CACHE_BYTES 1 0 0
+# out of range (1 ... 2^40)
+check SYNCPOOL_CACHE_BYTES 0 1 1
+check SYNCPOOL_CACHE_BYTES 1099511627777 1 1
+
+# the default is really used: the statistics report rotate_ms 100 for a bad SYNCPOOL_ROTATE_MS
+for value in "" "-5" "99999999999999999999999" "abc" "10xyz"; do
+    rm -f "$WORK/d.json"
+    "${clean[@]}" SYNCPOOL_ROTATE_MS="$value" SYNCPOOL_STATS="json:$WORK/d.json" LD_PRELOAD="$SP_LIB" /bin/true 2>/dev/null
+    grep -q '^{"rotate_ms":100,' "$WORK/d.json" 2>/dev/null \
+        || bad "SYNCPOOL_ROTATE_MS='$value': statistics do not show the default 100: $(head -c 100 "$WORK/d.json" 2>&1)"
+done
 
 # two bad variables: one line each
 out=$("${clean[@]}" SYNCPOOL_ROTATE_MS=abc SYNCPOOL_MAX_SIZE=-1 LD_PRELOAD="$SP_LIB" "$PYTHON" -c 'print(2)' 2>"$WORK/err")
