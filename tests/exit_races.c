@@ -274,16 +274,7 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--child"))
         return child_main(argv[2], atol(argv[3]));
-    int runs = 200;
-    if (argc > 1) {
-        char *end;
-        long v = strtol(argv[1], &end, 10);
-        if (*end || v < 1 || v > 10000000) {
-            fprintf(stderr, "usage: %s [RUNS]\n", argv[0]);
-            return 2;
-        }
-        runs = (int)v;
-    }
+    int runs = (int)sp_arg_count(argc, argv, 200, 10000000, "RUNS");
     setvbuf(stdout, NULL, _IOLBF, 0);
     lib_loaded = sp_under_syncpool();
     uint64_t seed = sp_seed(0);

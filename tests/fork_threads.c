@@ -224,16 +224,7 @@ static void child_work(int n)
 
 int main(int argc, char **argv)
 {
-    int nforks = NFORKS_DEFAULT;
-    if (argc > 1) {
-        char *end;
-        long v = strtol(argv[1], &end, 10);
-        if (*end || v < 1 || v > 10000000) {
-            fprintf(stderr, "usage: %s [NFORKS]\n", argv[0]);
-            return 2;
-        }
-        nforks = (int)v;
-    }
+    int nforks = (int)sp_arg_count(argc, argv, NFORKS_DEFAULT, 10000000, "NFORKS");
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("fork_threads: libsyncpool.so %s, %d workers, %d forks\n",
            sp_under_syncpool() ? "loaded" : "NOT loaded", NWORKERS, nforks);

@@ -175,4 +175,19 @@ static const size_t sp_classes[] = {
     2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336};
 #define SP_NCLASSES (sizeof sp_classes / sizeof sp_classes[0])
 
+/* The optional first argument: a count in [1, max], default dflt; a bad one prints a usage line
+ * naming what is counted and exits 2. */
+__attribute__((unused)) static long sp_arg_count(int argc, char **argv, long dflt, long max,
+                                                 const char *what)
+{
+    if (argc <= 1) return dflt;
+    char *end;
+    long v = strtol(argv[1], &end, 10);
+    if (*end || v < 1 || v > max) {
+        fprintf(stderr, "usage: %s [%s]\n", argv[0], what);
+        exit(2);
+    }
+    return v;
+}
+
 #endif

@@ -142,16 +142,7 @@ static void collect(struct targ *a)
 
 int main(int argc, char **argv)
 {
-    int nwave_threads = NWAVE_THREADS_DEFAULT;
-    if (argc > 1) {
-        char *end;
-        long v = strtol(argv[1], &end, 10);
-        if (*end || v < 1 || v > 100000000) {
-            fprintf(stderr, "usage: %s [NTHREADS]\n", argv[0]);
-            return 2;
-        }
-        nwave_threads = (int)v;
-    }
+    int nwave_threads = (int)sp_arg_count(argc, argv, NWAVE_THREADS_DEFAULT, 100000000, "NTHREADS");
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("thread_churn: libsyncpool.so %s\n", sp_under_syncpool() ? "loaded" : "NOT loaded");
     static struct targ args[NCONCURRENT > WAVE ? NCONCURRENT : WAVE];
