@@ -10,6 +10,7 @@
 #ifndef SYNCPOOL_BACKEND_H
 #define SYNCPOOL_BACKEND_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -98,5 +99,15 @@ static inline void *be_realloc_after_oom(void *p, size_t n, int flags)
 }
 static inline const char *be_name(void) { return "libc"; }
 #endif
+
+/* Frees p (size 0: unknown) without disturbing errno: free() must preserve it, and the backend
+ * may madvise or munmap on the way. */
+static inline void be_free_keep_errno(void *p, size_t size)
+{
+    int e = errno;
+    if (size) be_free_sized(p, size, 0);
+    else be_free(p);
+    errno = e;
+}
 
 #endif

@@ -253,11 +253,7 @@ bool sp_put_rest_or_free(struct sp_thread *t, struct sp_gen *g, unsigned cls, vo
 {
     bool ok = sp_put_more(t, g, cls, x);
     sp_rcu_unlock();
-    if (!ok) {
-        int e = errno;            /* free() preserves errno; the backend may madvise */
-        be_free_sized(x, sp_class_size[cls], 0);
-        errno = e;
-    }
+    if (!ok) be_free_keep_errno(x, sp_class_size[cls]);
     return true;
 }
 

@@ -21,12 +21,9 @@ static SP_NOINLINE void *sp_backend_alloc(size_t n, int flags)
     return p;
 }
 
-/* free() must preserve errno; the backend may madvise/munmap. */
 static SP_NOINLINE void sp_backend_free(void *p, size_t size)
 {
-    int e = errno;
-    if (size) be_free_sized(p, size, 0); else be_free(p);
-    errno = e;
+    be_free_keep_errno(p, size);
 }
 
 /* A pool miss: a fresh object of exactly class c. */
