@@ -61,7 +61,6 @@ void be_thread_init(void);
  * limit; purge now and try once more.  NULL if that fails too (or there is nothing to purge). */
 void *be_alloc_after_oom(size_t n, int flags);
 void *be_realloc_after_oom(void *p, size_t n, int flags);
-static inline const char *be_name(void) { return "jemalloc"; }
 
 #else /* SYNCPOOL_BACKEND_LIBC: sanitizer builds of the pool core */
 #include <malloc.h>
@@ -97,7 +96,6 @@ static inline void *be_realloc_after_oom(void *p, size_t n, int flags)
     (void)p; (void)n; (void)flags;
     return NULL;
 }
-static inline const char *be_name(void) { return "libc"; }
 #endif
 
 /* Frees p (size 0: unknown) without disturbing errno: free() must preserve it, and the backend
