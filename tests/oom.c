@@ -119,19 +119,27 @@ static void *alloc_kind(enum kind k, size_t n, int *err)
 static const char *const kind_name[] = {"malloc", "calloc", "posix_memalign(64)",
                                         "aligned_alloc(4096)"};
 
-/* Allocates until failure; returns the count. */
-static size_t fill(enum kind k, size_t n, const char *what)
+/* Allocates up to max blocks of kind k into blk[], stamping each; returns how many succeeded
+ * (*err: errno of the failure). */
+static size_t alloc_blocks(enum kind k, size_t n, size_t max, int *err)
 {
     size_t i = 0;
-    int err = 0;
-    for (; i < MAXBLK; i++) {
-        void *p = alloc_kind(k, n, &err);
+    for (; i < max; i++) {
+        void *p = alloc_kind(k, n, err);
         if (!p)
             break;
         stamp(p, n, i);
         blk[i] = p;
         blk_size[i] = n;
     }
+    return i;
+}
+
+/* Allocates until failure; returns the count. */
+static size_t fill(enum kind k, size_t n, const char *what)
+{
+    int err = 0;
+    size_t i = alloc_blocks(k, n, MAXBLK, &err);
     CHECK(i < MAXBLK, "%s: %zu blocks and no failure: is the limit in place?", what, i);
     CHECK(err == ENOMEM, "%s: failed after %zu blocks with errno %d (%s), expected ENOMEM", what,
           i, err, strerror(err));
@@ -189,14 +197,7 @@ static void one_kind(enum kind k, size_t n)
     int err = 0, tries = 0;
     double t0 = sp_now();
     for (;;) {
-        for (i = 0; i < again; i++) {
-            void *p = alloc_kind(k, n, &err);
-            if (!p)
-                break;
-            stamp(p, n, i);
-            blk[i] = p;
-            blk_size[i] = n;
-        }
+        i = alloc_blocks(k, n, again, &err);
         if (tries++ == 0)
             first = i;
         if (i == again || sp_now() - t0 > 3)
