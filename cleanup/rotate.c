@@ -12,8 +12,8 @@
 #include "backend.h"
 #include "pool.h"
 
-/* Serialises rotations and guards the thread's life cycle.  Held across synchronize_rcu, which
- * is fine because no reader ever takes it (design decision 5). */
+/* Serialises rotations and guards the thread's life cycle.  Held across sp_rcu_synchronize,
+ * which is fine because no reader ever takes it (design decision 5). */
 static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sp_rot_cond;
 static pthread_t sp_rot_thread;
@@ -172,18 +172,18 @@ void sp_rotator_stop(void)
 void sp_rotator_fork_prepare(void)
 {
     pthread_mutex_lock(&sp_rot_lock);
-    urcu_bp_before_fork();
+    sp_rcu_fork_prepare();
 }
 
 void sp_rotator_fork_parent(void)
 {
-    urcu_bp_after_fork_parent();
+    sp_rcu_fork_parent();
     pthread_mutex_unlock(&sp_rot_lock);
 }
 
 void sp_rotator_fork_child(void)
 {
-    urcu_bp_after_fork_child();
+    sp_rcu_fork_child();
     /* The rotation thread does not exist here (it was waiting on the cond, or not started):
      * fresh lock and cond, and it is started again lazily by the first thread set-up. */
     pthread_mutex_init(&sp_rot_lock, NULL);

@@ -3,7 +3,10 @@
 
 #ifndef SYNCPOOL_BACKEND_LIBC
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -16,6 +19,7 @@
 __attribute__((visibility("default"))) const char *malloc_conf = "oversize_threshold:0";
 void *(*be_je_malloc)(size_t);
 void (*be_je_free)(void *);
+static bool be_purging_ours;
 
 void be_init(void)
 {
@@ -31,6 +35,157 @@ void be_init(void)
         be_je_free = (void (*)(void *))f;
         be_je_malloc = (void *(*)(size_t))m;
     }
+}
+
+/* ---- the zone ------------------------------------------------------------------------------
+ * Where the zone goes: far below where the kernel places mappings (top-down from just under
+ * 0x7fff_ffff_f000) and far above where brk heaps and PIE executables start (0x55..., 0x4000_00),
+ * so in practice nothing else is ever mapped there.  Nothing is reserved up front: each class's
+ * range is mapped piecewise as its arena grows, with MAP_FIXED_NOREPLACE, so RLIMIT_AS keeps
+ * counting only what is used, and a range that someone else already occupies makes the mapping
+ * fail (the arena then reports out of memory for that request, and jemalloc falls back) instead
+ * of clobbering anything. */
+#define BE_ZONE_BASE 0x200000000000ul        /* 32 TiB */
+
+uintptr_t be_zone_base, be_zone_span;
+int be_class_flags[BE_ZONE_MAX_CLASSES];
+static uint32_t be_zone_size[BE_ZONE_MAX_CLASSES];
+static unsigned be_zone_nclasses;
+static _Atomic uintptr_t be_zone_next[BE_ZONE_MAX_CLASSES];   /* bump pointer per range */
+static extent_hooks_t be_zone_hooks[BE_ZONE_MAX_CLASSES];      /* one per class: &hooks[c] says c */
+static pthread_mutex_t be_zone_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
+                           bool *zero, bool *commit, unsigned arena)
+{
+    (void)arena;
+    if (new_addr) return NULL;                 /* growing in place: not offered */
+    unsigned c = (unsigned)(h - be_zone_hooks);
+    uintptr_t end = be_zone_base + ((uintptr_t)(c + 1) << BE_ZONE_SHIFT);
+    uintptr_t cur = atomic_load_explicit(&be_zone_next[c], memory_order_relaxed), start;
+    do {
+        start = (cur + alignment - 1) & ~(uintptr_t)(alignment - 1);
+        if (start + size > end || start + size < start) return NULL;   /* the range is full */
+    } while (!atomic_compare_exchange_weak_explicit(&be_zone_next[c], &cur, start + size,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    void *p = mmap((void *)start, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED) return NULL;          /* taken by someone else, or RLIMIT_AS */
+    if (p != (void *)start) {                  /* a kernel before 4.17 took it as a hint */
+        munmap(p, size);
+        return NULL;
+    }
+    *zero = true;
+    *commit = true;
+    return p;
+}
+
+/* Extents are never unmapped (dalloc declines: jemalloc keeps them as "retained" and reuses
+ * them); unused pages are purged in place. */
+static bool be_zone_dalloc(extent_hooks_t *h, void *a, size_t s, bool c, unsigned ai)
+{
+    (void)h; (void)a; (void)s; (void)c; (void)ai;
+    return true;
+}
+static void be_zone_destroy(extent_hooks_t *h, void *a, size_t s, bool c, unsigned ai)
+{
+    (void)h; (void)c; (void)ai;
+    munmap(a, s);
+}
+static bool be_zone_commit(extent_hooks_t *h, void *a, size_t s, size_t o, size_t l, unsigned ai)
+{
+    (void)h; (void)a; (void)s; (void)o; (void)l; (void)ai;
+    return false;                              /* always committed */
+}
+static bool be_zone_decommit(extent_hooks_t *h, void *a, size_t s, size_t o, size_t l, unsigned ai)
+{
+    (void)h; (void)a; (void)s; (void)o; (void)l; (void)ai;
+    return true;                               /* declined: jemalloc purges instead */
+}
+static bool be_zone_purge_lazy(extent_hooks_t *h, void *a, size_t s, size_t o, size_t l,
+                               unsigned ai)
+{
+    (void)h; (void)s; (void)ai;
+    return madvise((char *)a + o, l, MADV_FREE) != 0;
+}
+static bool be_zone_purge_forced(extent_hooks_t *h, void *a, size_t s, size_t o, size_t l,
+                                 unsigned ai)
+{
+    (void)h; (void)s; (void)ai;
+    return madvise((char *)a + o, l, MADV_DONTNEED) != 0;
+}
+static bool be_zone_split(extent_hooks_t *h, void *a, size_t s, size_t sa, size_t sb, bool c,
+                          unsigned ai)
+{
+    (void)h; (void)a; (void)s; (void)sa; (void)sb; (void)c; (void)ai;
+    return false;                              /* allowed: all of it is plain anonymous memory */
+}
+static bool be_zone_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t sb, bool c,
+                          unsigned ai)
+{
+    (void)h; (void)a; (void)sa; (void)b; (void)sb; (void)c; (void)ai;
+    return false;                              /* allowed: extents of one arena share a range */
+}
+
+bool be_zone_init(const uint32_t *size, unsigned n)
+{
+    if (n > BE_ZONE_MAX_CLASSES) return false;
+    for (unsigned c = 0; c < n; c++) {
+        be_zone_size[c] = size[c];
+        atomic_store_explicit(&be_zone_next[c], BE_ZONE_BASE + ((uintptr_t)c << BE_ZONE_SHIFT),
+                              memory_order_relaxed);
+        be_zone_hooks[c] = (extent_hooks_t){be_zone_alloc,        be_zone_dalloc,
+                                            be_zone_destroy,      be_zone_commit,
+                                            be_zone_decommit,     be_zone_purge_lazy,
+                                            be_zone_purge_forced, be_zone_split,
+                                            be_zone_merge};
+    }
+    be_zone_nclasses = n;
+    be_zone_base = BE_ZONE_BASE;
+    be_zone_span = (uintptr_t)n << BE_ZONE_SHIFT;
+    return true;
+}
+
+/* First allocation of class c: its arena (lazily, since each costs ~88 KiB of jemalloc metadata,
+ * and most programs use a fraction of the classes).  Returns the class's flags. */
+int be_class_arena_create(unsigned c)
+{
+    if (c >= be_zone_nclasses) return -1;
+    pthread_mutex_lock(&be_zone_lock);
+    int f = be_class_flags[c];
+    if (f == 0) {
+        unsigned ind;
+        size_t len = sizeof ind;
+        extent_hooks_t *hooks = &be_zone_hooks[c];
+        /* The arena's own metadata comes through the hooks too, so it lands in the range as
+         * well; it is never handed out, so it never reaches free(). */
+        f = mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0 ? MALLOCX_ARENA(ind)
+                                                                           : -1;
+        __atomic_store_n(&be_class_flags[c], f, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&be_zone_lock);
+    return f;
+}
+
+/* Hands the thread cache's strays back to their arena, bypassing the cache, until the arena of
+ * class c answers (a one-off per thread and class: the bin does not get strays again, see
+ * be_alloc_internal and the shim's free of strays). */
+void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p)
+{
+    for (int i = 0; i < 4096 && p && (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c; i++) {
+        dallocx(p, MALLOCX_TCACHE_NONE);
+        p = mallocx(size, flags);
+    }
+    return p;
+}
+
+void be_fork_child(void) { pthread_mutex_init(&be_zone_lock, NULL); }
+
+void *be_alloc_class_after_oom(unsigned c, size_t size, int flags)
+{
+    if (!be_purging_ours) return NULL;
+    be_purge();
+    return be_alloc_class(c, size, flags);
 }
 
 /* Sets the dirty and muzzy decay times of all arenas, present and future. */
@@ -50,8 +205,6 @@ static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
     }
     return true;
 }
-
-static bool be_purging_ours;
 
 bool be_take_over_purging(void)
 {

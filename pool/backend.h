@@ -13,6 +13,16 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* ---- The zone: pooled objects carry their class in their address --------------------------
+ * Each pooled class c gets a jemalloc arena of its own whose memory comes only from the range
+ * [be_zone_base + (c << BE_ZONE_SHIFT), + 2^BE_ZONE_SHIFT) (extent hooks, backend.c).  So for any
+ * pointer p, d = p - be_zone_base < be_zone_span means p is an object of class d >> BE_ZONE_SHIFT:
+ * free() needs no lookup in jemalloc.  be_zone_span is 0 when there is no zone (pools off, the
+ * libc backend, or the address range was not available), and every pointer is then "outside". */
+#define BE_ZONE_SHIFT 38              /* 256 GiB of address space per class */
+#define BE_ZONE_MAX_CLASSES 40
 
 #ifndef SYNCPOOL_BACKEND_LIBC
 #include <jemalloc/jemalloc.h>
@@ -20,6 +30,35 @@
 #define BE_ALIGN(a)   MALLOCX_ALIGN(a)
 #define BE_ZERO       MALLOCX_ZERO
 #define BE_NO_TCACHE  MALLOCX_TCACHE_NONE
+
+extern __attribute__((visibility("hidden"))) uintptr_t be_zone_base, be_zone_span;
+static inline void *be_alloc(size_t n, int flags);
+/* Per class: MALLOCX_ARENA(its arena) once created, 0 before, -1 if it cannot have one. */
+extern __attribute__((visibility("hidden"))) int be_class_flags[BE_ZONE_MAX_CLASSES];
+
+/* Start-up: the zone for classes of these sizes (size[c] for c < n).  false: no zone. */
+bool be_zone_init(const uint32_t *size, unsigned n);
+int be_class_arena_create(unsigned c);
+void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p);
+/* A fresh object of class c (exactly `size` bytes, sp_class_size[c]): from its arena in the
+ * zone, creating the arena on first use; outside the zone if the class cannot have one. */
+static inline void *be_alloc_class(unsigned c, size_t size, int flags)
+{
+    int f = __atomic_load_n(&be_class_flags[c], __ATOMIC_ACQUIRE);
+    if (__builtin_expect(f == 0, 0)) f = be_class_arena_create(c);
+    if (f <= 0) return be_alloc(size, flags);
+    void *p = mallocx(size, f | flags);
+    /* jemalloc's thread cache serves a bin before it asks the arena we named, and it may still
+     * hold objects of this size from arena 0, cached before this arena existed. */
+    if (__builtin_expect(p && (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c, 0))
+        p = be_alloc_class_unstray(c, size, f | flags, p);
+    return p;
+}
+static inline bool be_class_zoned(unsigned c)
+{
+    return __atomic_load_n(&be_class_flags[c], __ATOMIC_RELAXED) > 0;
+}
+void *be_alloc_class_after_oom(unsigned c, size_t size, int flags);
 
 /* jemalloc 5.3's own malloc/free have fast paths that mallocx/dallocx lack (measured: ~80 vs
  * ~290 instructions per pair).  Our malloc/free shadow them, so they are looked up in
@@ -39,12 +78,26 @@ static inline void be_free(void *p)
     if (be_je_free) be_je_free(p);
     else dallocx(p, 0);
 }
+/* Our own bookkeeping (generations, pblocks, rings, P chunks): never through the thread cache,
+ * so its bins hold only objects of the zone (a fill from arena 0 would hand the next pool misses
+ * objects outside the zone). */
+static inline void *be_alloc_internal(size_t n, int flags) { return mallocx(n, flags | BE_NO_TCACHE); }
+static inline void be_free_internal(void *p) { dallocx(p, BE_NO_TCACHE); }
 /* sdallocx has a fast path when flags == 0. */
 static inline void be_free_sized(void *p, size_t n, int flags) { sdallocx(p, n, flags); }
 static inline size_t be_usable(const void *p) { return sallocx(p, 0); }
 static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
+/* What jemalloc hands out for n bytes at this alignment.  When that is a small class, every
+ * object of the class is so aligned (its slabs are page-aligned and hold whole objects of that
+ * size), so the pool of that class may serve the request. */
+static inline size_t be_class_size_aligned(size_t n, size_t align)
+{
+    return nallocx(n, MALLOCX_ALIGN(align));
+}
 /* Initialises the backend (it registers its fork handlers then) and finds its fast paths. */
 void be_init(void);
+/* In a forked child: our own lock of the backend (arena creation) is fresh again. */
+void be_fork_child(void);
 /* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread), which
  * then calls be_purge() on its own schedule.  Returns false if the user's MALLOC_CONF sets a
  * decay time (theirs wins) or jemalloc refused. */
@@ -83,9 +136,25 @@ static inline void *be_alloc(size_t n, int flags)
 static inline void *be_realloc(void *p, size_t n, int flags) { (void)flags; return realloc(p, n); }
 static inline void be_free(void *p) { free(p); }
 static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
+static inline void *be_alloc_internal(size_t n, int flags) { return be_alloc(n, flags); }
+static inline void be_free_internal(void *p) { free(p); }
+static const uintptr_t be_zone_base = 0, be_zone_span = 0;
+static inline bool be_zone_init(const uint32_t *size, unsigned n) { (void)size; (void)n; return false; }
+static inline void *be_alloc_class(unsigned c, size_t size, int flags)
+{
+    (void)c;
+    return be_alloc(size, flags);
+}
+static inline bool be_class_zoned(unsigned c) { (void)c; return false; }
+static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags)
+{
+    (void)c; (void)size; (void)flags;
+    return NULL;
+}
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
+static inline void be_fork_child(void) {}
 static inline bool be_take_over_purging(void) { return false; }
 static inline void be_purge(void) {}
 static inline void be_give_back_purging(void) {}

@@ -2,18 +2,23 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "backend.h"
 
-__thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
+struct sp_pblock sp_pblock_none;
+const struct sp_pblock sp_pblock_full = {.private_ = {[0 ... SP_MAX_CLASSES - 1] = (void *)1}};
+#define SP_PB_FULL ((struct sp_pblock *)&sp_pblock_full)   /* read-only: Put never writes it */
+
+__thread struct sp_thread sp_self __attribute__((tls_model("initial-exec"))) = {
+    .get_pb = &sp_pblock_none, .put_pb = SP_PB_FULL};
 struct sp_gen *_Atomic sp_local_gen;
 struct sp_gen *_Atomic sp_victim_gen;
 uint32_t sp_cap[SP_MAX_CLASSES];
 _Atomic uint64_t sp_released[SP_MAX_CLASSES];
-#if defined(__SANITIZE_THREAD__)
-char sp_rcu_tsan_clock;
-#endif
+/* Held while a generation is recycled and while statistics read live pblocks. */
+static pthread_mutex_t sp_recycle_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Atomic uint64_t sp_gen_seq;
 
@@ -21,7 +26,7 @@ static _Atomic uint64_t sp_gen_seq;
 
 struct sp_gen *sp_gen_new(void)
 {
-    struct sp_gen *g = be_alloc(sizeof(*g), BE_ZERO);
+    struct sp_gen *g = be_alloc_internal(sizeof(*g), BE_ZERO);
     if (g) g->seq = atomic_fetch_add_explicit(&sp_gen_seq, 1, memory_order_relaxed) + 1;
     return g;
 }
@@ -42,23 +47,44 @@ static struct sp_pblock *sp_gen_pblock_create(struct sp_gen *g, uint32_t pid)
     struct sp_pblock *_Atomic *chunk = atomic_load_explicit(slot, memory_order_acquire);
     if (!chunk) {
         struct sp_pblock *_Atomic *fresh =
-            be_alloc(sizeof(struct sp_pblock *) * SP_PROC_CHUNK, BE_ZERO);
+            be_alloc_internal(sizeof(struct sp_pblock *) * SP_PROC_CHUNK, BE_ZERO);
         if (!fresh) return NULL;
         /* Ps of the same chunk race to create it: one CAS wins, the others use the winner's. */
         if (atomic_compare_exchange_strong_explicit(slot, &chunk, fresh, memory_order_acq_rel,
                                                     memory_order_acquire))
             chunk = fresh;
         else
-            be_free(fresh);
+            be_free_internal(fresh);
     }
-    struct sp_pblock *pb = be_alloc(sizeof(*pb), BE_ZERO | BE_ALIGN(128));
+    struct sp_pblock *pb = be_alloc_internal(sizeof(*pb), BE_ZERO | BE_ALIGN(128));
     if (!pb) return NULL;
     /* Only P pid's owner writes this entry; release publishes the zeroed pblock to thieves. */
     atomic_store_explicit(&chunk[pid & (SP_PROC_CHUNK - 1)], pb, memory_order_release);
     return pb;
 }
 
-struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool create)
+/* Points my fast paths at pb (my pblock in generation g), or at none/full.  Inside a section.
+ *
+ * The rotation also stores none/full here, after publishing a new local and after
+ * sp_rcu_barrier (sp_pool_publish).  If I stored pb for a g that is no longer local, one of the
+ * two must win: after my stores I fence and load local again.  If that load still sees g, the
+ * rotation's barrier came after my stores (or it would have shown me the new local), so its
+ * none/full stores come after mine and win.  (get_pb's store is ordered before put_pb's.)  If it sees a newer local, I store none/full
+ * myself.  Either way the fast paths never use a pblock of a generation that is not local
+ * outside a section that started while it was. */
+static void sp_fast_paths_set(struct sp_thread *t, struct sp_gen *g, struct sp_pblock *pb)
+{
+    atomic_store_explicit(&t->get_pb, pb ? pb : &sp_pblock_none, memory_order_relaxed);
+    /* seq_cst store then seq_cst load: the store-load order the re-check needs (an xchg). */
+    atomic_store_explicit(&t->put_pb, pb ? pb : SP_PB_FULL, memory_order_seq_cst);
+    if (!pb) return;
+    if (atomic_load_explicit(&sp_local_gen, memory_order_seq_cst) != g) {
+        atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
+        atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
+    }
+}
+
+static struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool create)
 {
     /* The generation changed since this thread last looked (or it has no pblock there yet).  A
      * previous owner of my P id may have left one: reuse it, with whatever it caches. */
@@ -66,7 +92,16 @@ struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool 
     if (!pb && create) pb = sp_gen_pblock_create(g, t->proc->id);
     t->gen_seq = g->seq;
     t->pb = pb;
+    sp_fast_paths_set(t, g, pb);
     return pb;
+}
+
+static void sp_fast_paths_off(void *owner, void *arg)
+{
+    (void)arg;
+    struct sp_thread *t = owner;
+    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
 }
 
 struct sp_gen *sp_pool_publish(struct sp_gen *fresh)
@@ -77,7 +112,12 @@ struct sp_gen *sp_pool_publish(struct sp_gen *fresh)
      * local also sees local as victim; in between, a reader may see the same generation as both
      * (harmless: it searches it twice).  `old` stays readable until the caller's grace period. */
     atomic_store_explicit(&sp_victim_gen, local, memory_order_release);
-    atomic_store_explicit(&sp_local_gen, fresh, memory_order_release);
+    atomic_store_explicit(&sp_local_gen, fresh, memory_order_seq_cst);
+    /* Every thread's fast paths still point into `local`: after the barrier, turn them to
+     * none/full (see sp_fast_paths_set), so their next Get/Put takes the slow path, which finds
+     * the fresh local. */
+    sp_rcu_barrier();
+    sp_rcu_each_reader(sp_fast_paths_off, NULL);
     return old;
 }
 
@@ -89,16 +129,21 @@ static void sp_release_obj(void *obj, void *arg)
 uint64_t sp_gen_recycle(struct sp_gen *g)
 {
     uint64_t total = 0;
+    pthread_mutex_lock(&sp_recycle_lock);
     for (uint32_t ci = 0; ci < SP_PROC_CHUNKS; ci++) {
         struct sp_pblock *_Atomic *chunk = atomic_load_explicit(&g->dir[ci], memory_order_acquire);
         if (!chunk) continue;
         for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) {
             struct sp_pblock *pb = atomic_load_explicit(&chunk[i], memory_order_acquire);
             if (!pb) continue;
+            struct sp_proc *proc = sp_proc_get(ci * SP_PROC_CHUNK + i);
             for (unsigned c = 0; c < sp_nclasses; c++) {
                 uint64_t n = 0;
-                if (pb->own[c].private_) {
-                    sp_release_obj(pb->own[c].private_, &sp_class_size[c]);
+                /* The fast paths' counters go to the P's totals (only this fold writes those). */
+                __atomic_fetch_add(&proc->cnt[SP_C_HIT_PRIVATE][c], pb->hits[c], __ATOMIC_RELAXED);
+                __atomic_fetch_add(&proc->cnt[SP_C_PUT][c], pb->puts[c], __ATOMIC_RELAXED);
+                if (pb->private_[c]) {
+                    sp_release_obj(pb->private_[c], &sp_class_size[c]);
                     n++;
                 }
                 n += sp_chain_drain(atomic_load_explicit(&pb->tail[c], memory_order_acquire),
@@ -106,20 +151,46 @@ uint64_t sp_gen_recycle(struct sp_gen *g)
                 if (n) atomic_fetch_add_explicit(&sp_released[c], n, memory_order_relaxed);
                 total += n;
             }
-            be_free(pb);
+            be_free_internal(pb);
         }
-        be_free((void *)chunk);
+        be_free_internal((void *)chunk);
     }
     /* Empty again, under a seq never used before (threads' cached pblocks compare seqs). */
     memset(g, 0, sizeof *g);
     g->seq = atomic_fetch_add_explicit(&sp_gen_seq, 1, memory_order_relaxed) + 1;
+    pthread_mutex_unlock(&sp_recycle_lock);
     return total;
+}
+
+void sp_pool_fast_counts(uint64_t *hits, uint64_t *puts)
+{
+    pthread_mutex_lock(&sp_recycle_lock);   /* no pblock is freed meanwhile */
+    struct sp_gen *gens[2] = {atomic_load_explicit(&sp_local_gen, memory_order_acquire),
+                              atomic_load_explicit(&sp_victim_gen, memory_order_acquire)};
+    for (int k = 0; k < 2; k++) {
+        struct sp_gen *g = gens[k];
+        if (!g || (k == 1 && g == gens[0])) continue;
+        for (uint32_t ci = 0; ci < SP_PROC_CHUNKS; ci++) {
+            struct sp_pblock *_Atomic *chunk =
+                atomic_load_explicit(&g->dir[ci], memory_order_acquire);
+            if (!chunk) continue;
+            for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) {
+                struct sp_pblock *pb = atomic_load_explicit(&chunk[i], memory_order_acquire);
+                if (!pb) continue;
+                for (unsigned c = 0; c < sp_nclasses; c++) {
+                    hits[c] += __atomic_load_n(&pb->hits[c], __ATOMIC_RELAXED);
+                    puts[c] += __atomic_load_n(&pb->puts[c], __ATOMIC_RELAXED);
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&sp_recycle_lock);
 }
 
 /* ---- Get / Put slow paths ---------------------------------------------------------------- */
 
 /* Steal from the other Ps' shared tails, then search the victim (Go's getSlow). */
-static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
 {
     uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
     uint32_t me = t->proc->id;
@@ -139,8 +210,8 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
     struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
     if (v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed)) {
         struct sp_pblock *pb = sp_gen_pblock(v, me);
-        if (pb && (x = pb->own[cls].private_) != NULL) {
-            pb->own[cls].private_ = NULL;   /* my own P's slot: owner-only, as in local */
+        if (pb && (x = pb->private_[cls]) != NULL) {
+            pb->private_[cls] = NULL;       /* my own P's slot: owner-only, as in local */
             sp_count(t->proc, cls, SP_C_HIT_VICTIM);
             return x;
         }
@@ -161,18 +232,18 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, unsigned cls)
     return NULL;
 }
 
-/* Past the private slot: own shared head, then steal and victim.  Inlined into both exported
- * rest functions so each is a single call from the hot path. */
-static inline __attribute__((always_inline)) void *sp_get_more(struct sp_thread *t,
-                                                               struct sp_gen *g, unsigned cls)
+/* Past the private slot: own shared head, then steal and victim.  Inside a section; the
+ * thread is ACTIVE. */
+static void *sp_get_more(struct sp_thread *t, size_t cls)
 {
+    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
     void *x;
     if (g->seq != t->gen_seq) {
         pb = sp_pblock_refresh(t, g, false);
-        if (pb && (x = pb->own[cls].private_) != NULL) {
-            pb->own[cls].private_ = NULL;
-            sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
+        if (pb && (x = pb->private_[cls]) != NULL) {
+            pb->private_[cls] = NULL;
+            sp_owner_inc(&pb->hits[cls]);
             return x;
         }
     }
@@ -189,39 +260,40 @@ static inline __attribute__((always_inline)) void *sp_get_more(struct sp_thread 
     return sp_get_slow(t, g, cls);
 }
 
-void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+void *sp_get_rest(struct sp_thread *t, size_t cls)
 {
-    void *x = sp_get_more(t, g, cls);
-    sp_rcu_unlock();
+    void *x = SP_LIKELY(t->state == SP_T_ACTIVE) ? sp_get_more(t, cls) : NULL;
+    sp_rcu_exit(&t->rcu);
     return x;
 }
 
-void *sp_get_rest_or_alloc(struct sp_thread *t, struct sp_gen *g, unsigned cls)
+void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
 {
-    void *x = sp_get_more(t, g, cls);
-    sp_rcu_unlock();
+    void *x = sp_get_more(t, cls);
+    sp_rcu_exit(&t->rcu);
     if (x) return x;
     /* A miss: a fresh backend object of exactly this class. */
-    x = be_alloc(sp_class_size[cls], 0);
-    if (SP_UNLIKELY(x == NULL) && !(x = be_alloc_after_oom(sp_class_size[cls], 0))) errno = ENOMEM;
+    x = be_alloc_class((unsigned)cls, sp_class_size[cls], 0);
+    if (SP_UNLIKELY(x == NULL) &&
+        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], 0)))
+        errno = ENOMEM;
     return x;
 }
 
-static inline __attribute__((always_inline)) bool sp_put_more(struct sp_thread *t, struct sp_gen *g,
-                                                              unsigned cls, void *x)
+/* Past the private slot (or a Put that must refresh first).  Inside a section; ACTIVE. */
+static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
 {
+    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
-    bool ok = false;
     if (g->seq != t->gen_seq || pb == NULL) {
         pb = sp_pblock_refresh(t, g, true);
-        if (pb == NULL) goto out;               /* no memory for a pblock */
+        if (pb == NULL) return false;           /* no memory for a pblock */
     }
     struct sp_own *o = &pb->own[cls];
-    sp_count(t->proc, cls, SP_C_PUT);
-    if (o->private_ == NULL) {
-        o->private_ = x;
-        ok = true;
-        goto out;
+    sp_owner_inc(&pb->puts[cls]);
+    if (pb->private_[cls] == NULL) {
+        pb->private_[cls] = x;
+        return true;
     }
     /* cap counts the private slot too (it is full here). */
     if (o->count + 1 >= sp_cap[cls]) {
@@ -233,28 +305,25 @@ static inline __attribute__((always_inline)) bool sp_put_more(struct sp_thread *
     }
     if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
         o->count++;
-        ok = true;
-        goto out;
+        return true;
     }
 overflow:
     sp_count(t->proc, cls, SP_C_OVERFLOW);
-out:
+    return false;
+}
+
+bool sp_put_rest(struct sp_thread *t, size_t cls, void *x)
+{
+    bool ok = SP_LIKELY(t->state == SP_T_ACTIVE) && sp_put_more(t, cls, x);
+    sp_rcu_exit(&t->rcu);
     return ok;
 }
 
-bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
+void sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
-    bool ok = sp_put_more(t, g, cls, x);
-    sp_rcu_unlock();
-    return ok;
-}
-
-bool sp_put_rest_or_free(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x)
-{
-    bool ok = sp_put_more(t, g, cls, x);
-    sp_rcu_unlock();
+    bool ok = sp_put_more(t, cls, x);
+    sp_rcu_exit(&t->rcu);
     if (!ok) be_free_keep_errno(x, sp_class_size[cls]);
-    return true;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -278,14 +347,17 @@ bool sp_thread_attach(struct sp_thread *t)
     if (!t->proc) return false;
     t->gen_seq = 0;            /* no generation has seq 0: the first Get/Put looks its pblock up */
     t->pb = NULL;
-    /* Registering with urcu-bp here, under the caller's re-entry guard, keeps the hot path's
-     * rcu_read_lock from ever taking the registration path. */
-    urcu_bp_register_thread();
+    /* The fast paths stay on none/full until the first slow path points them at a pblock. */
+    sp_rcu_register(&t->rcu, t);
     return true;
 }
 
 void sp_thread_detach(struct sp_thread *t)
 {
+    /* From here on the rotation no longer writes my fast paths (my TLS may go away). */
+    sp_rcu_unregister(&t->rcu);
+    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
     if (!t->proc) return;
     /* Release: all I did as this P happens-before what its next owner does. */
     sp_proc_release(t->proc);

@@ -24,19 +24,29 @@
 #define SP_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* Fields of one (P, class) that only the owning P touches. */
+/* Fields of one (P, class) of the shared chain that only the owning P touches. */
 struct sp_own {
-    void *private_;
     struct sp_dequeue *head;     /* newest ring of the shared chain */
     uint32_t count;              /* objects in the shared chain: exact but for steals */
 };
 
+/* One P's pools in one generation (Go's poolLocal, for every class at once). */
 struct sp_pblock {
+    /* The fast paths' part, owner-only: the private slots and the two counters they keep.  The
+     * counters are folded into the P's totals when the generation is recycled. */
+    void *private_[SP_MAX_CLASSES];
+    uint64_t hits[SP_MAX_CLASSES];      /* Gets served by the private slot */
+    uint64_t puts[SP_MAX_CLASSES];      /* every Put */
     struct sp_own own[SP_MAX_CLASSES];
     /* Oldest ring of each shared chain: read (and rarely swung) by thieves, so it is kept off
      * the cache lines the owner writes on every Get/Put (Go pads poolLocal for the same reason). */
     struct sp_dequeue *_Atomic tail[SP_MAX_CLASSES] __attribute__((aligned(128)));
 };
+
+/* What the fast paths see instead of a pblock when they must not use one: "none" has every
+ * private slot empty (a Get goes to the slow path), "full" has every one taken (so does a Put). */
+extern struct sp_pblock sp_pblock_none;
+extern const struct sp_pblock sp_pblock_full;
 
 struct sp_gen {
     uint64_t seq;                                   /* never reused: 1, 2, 3, ... */
@@ -46,12 +56,19 @@ struct sp_gen {
     struct sp_pblock *_Atomic *_Atomic dir[SP_PROC_CHUNKS];
 };
 
-/* Thread states.  Only ACTIVE threads touch the pools; every other state goes straight to the
+/* Thread states.  Only ACTIVE threads use the pools; every other state goes straight to the
  * backend (NEW: not yet set up, or before the library is initialised; BUSY: inside our own slow
  * path, the re-entry guard; OFF: exiting, no P available, or pools disabled). */
 enum { SP_T_NEW = 0, SP_T_ACTIVE, SP_T_BUSY, SP_T_OFF };
 
 struct sp_thread {
+    struct sp_rcu_reader rcu;     /* first: the fast paths reach its counter at offset 0 */
+    /* The fast paths' pblock: mine in the current local generation, or sp_pblock_none/_full.
+     * Written by me (slow path) and by the rotation, which points them at none/full when it
+     * publishes a new generation, so the fast paths need no generation check (pool.c,
+     * sp_fast_paths_set, has the ordering argument). */
+    struct sp_pblock *_Atomic get_pb;
+    struct sp_pblock *_Atomic put_pb;
     uint8_t state;
     uint8_t exit_hook;            /* the thread-exit hook is registered (shim/) */
     struct sp_proc *proc;         /* my P */
@@ -64,70 +81,109 @@ extern struct sp_gen *_Atomic sp_local_gen;
 extern struct sp_gen *_Atomic sp_victim_gen;
 extern uint32_t sp_cap[SP_MAX_CLASSES];
 
-/* Everything past the private slot (pool.c).  Called inside the read-side critical section
- * that the inline part opened; they close it. */
-void *sp_get_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls);
-bool sp_put_rest(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
-/* The same, with the backend behind them (pool -> jemalloc on a miss or a refused put): a miss
- * returns a fresh backend object of the class (NULL only if the backend has no memory); a
- * refused object is freed to the backend (errno preserved).  sp_put_rest_or_free returns true. */
-void *sp_get_rest_or_alloc(struct sp_thread *t, struct sp_gen *g, unsigned cls);
-bool sp_put_rest_or_free(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
-typedef void *(*sp_get_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls);
-typedef bool (*sp_put_rest_fn)(struct sp_thread *t, struct sp_gen *g, unsigned cls, void *x);
-
-/* The private-slot hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
- * function that wraps it), as a tail call so the inline part needs no saved registers.
- * The calling thread must be ACTIVE. */
-static inline __attribute__((always_inline)) void *sp_pool_get_or(unsigned cls,
-                                                                   sp_get_rest_fn rest)
+/* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
+ * ThreadSanitizer builds use an atomic add so the stats reader is not reported. */
+static inline void sp_owner_inc(uint64_t *v)
 {
-    struct sp_thread *t = &sp_self;
-    sp_rcu_lock();
-    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
-    struct sp_pblock *pb = t->pb;
-    if (SP_LIKELY(g->seq == t->gen_seq) && SP_LIKELY(pb != NULL)) {
-        struct sp_own *o = &pb->own[cls];
-        void *x = o->private_;
-        if (SP_LIKELY(x != NULL)) {
-            o->private_ = NULL;
-            sp_count(t->proc, cls, SP_C_HIT_PRIVATE);
-            sp_rcu_unlock();
-            return x;
-        }
-    }
-    return rest(t, g, cls);
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    __asm__ __volatile__("addq $1, %0" : "+m"(*v));
+#else
+    __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
+#endif
 }
 
-/* Get an object of class cls, or NULL (a miss: the caller goes to the backend). */
-static inline __attribute__((always_inline)) void *sp_pool_get(unsigned cls)
+/* Everything past the private slot (pool.c).  Called inside the read-side section that the
+ * inline part opened; they close it.  The thread may be in any state: a thread that is not
+ * ACTIVE always reaches them (its fast-path pblocks are none/full) and is told "not served".
+ *   sp_get_rest: the object, or NULL (a miss, or not served).
+ *   sp_put_rest: true if the pool took x; false: the caller frees it to the backend. */
+void *sp_get_rest(struct sp_thread *t, size_t cls);
+bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
+/* For ACTIVE threads, with the backend behind them (pool -> jemalloc on a miss or a refused
+ * put): a miss returns a fresh backend object of the class (NULL only if the backend has no
+ * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
+void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
+void sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);
+typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
+typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
+
+/* The private-slot hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
+ * function built on it), as a tail call so the inline part needs no saved registers.
+ * No state test: a thread that may not use the pools sees sp_pblock_none here. */
+static inline __attribute__((always_inline)) void *sp_pool_get_or(size_t cls, sp_get_rest_fn rest)
+{
+    struct sp_thread *t = &sp_self;
+    sp_rcu_enter(&t->rcu);
+    struct sp_pblock *pb = atomic_load_explicit(&t->get_pb, memory_order_relaxed);
+    void *x = pb->private_[cls];
+    if (SP_LIKELY(x != NULL)) {
+        pb->private_[cls] = NULL;
+        sp_owner_inc(&pb->hits[cls]);
+        sp_rcu_exit(&t->rcu);
+        return x;
+    }
+    return rest(t, cls);
+}
+
+/* Get an object of class cls, or NULL (a miss, or this thread does not use the pools: the
+ * caller goes to the backend). */
+static inline __attribute__((always_inline)) void *sp_pool_get(size_t cls)
 {
     return sp_pool_get_or(cls, sp_get_rest);
 }
 
 /* The private-slot put, inline; anything else is handed to rest (see sp_pool_get_or). */
-static inline __attribute__((always_inline)) bool sp_pool_put_or(unsigned cls, void *x,
+static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, void *x,
                                                                   sp_put_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
-    sp_rcu_lock();
-    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
-    struct sp_pblock *pb = t->pb;
-    if (SP_LIKELY(g->seq == t->gen_seq) && SP_LIKELY(pb != NULL)) {
-        struct sp_own *o = &pb->own[cls];
-        if (SP_LIKELY(o->private_ == NULL)) {
-            o->private_ = x;
-            sp_count(t->proc, cls, SP_C_PUT);
-            sp_rcu_unlock();
-            return true;
-        }
+    sp_rcu_enter(&t->rcu);
+    struct sp_pblock *pb = atomic_load_explicit(&t->put_pb, memory_order_relaxed);
+    if (SP_LIKELY(pb->private_[cls] == NULL)) {
+        pb->private_[cls] = x;
+        sp_owner_inc(&pb->puts[cls]);
+        sp_rcu_exit(&t->rcu);
+        return true;
     }
-    return rest(t, g, cls, x);
+    return rest(t, cls, x);
+}
+
+/* The second step of Get and Put, for the callers' rest functions: my shared chain's head, when
+ * my pblock is current (the fast paths point at it) and, for Put, the cap leaves room.  Inside
+ * a section; the thread is ACTIVE.  NULL / false: not done here, the slow path decides. */
+static inline __attribute__((always_inline)) void *sp_pool_get_shared(struct sp_thread *t,
+                                                                       size_t cls)
+{
+    struct sp_pblock *pb = t->pb;
+    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->get_pb, memory_order_relaxed))) return NULL;
+    struct sp_own *o = &pb->own[cls];
+    if (o->count == 0) return NULL;
+    void *x = sp_chain_pop_head(o->head);
+    if (SP_LIKELY(x != NULL)) {
+        o->count--;
+        sp_count(t->proc, cls, SP_C_HIT_SHARED);
+    }
+    return x;
+}
+
+static inline __attribute__((always_inline)) bool sp_pool_put_shared(struct sp_thread *t,
+                                                                      size_t cls, void *x)
+{
+    struct sp_pblock *pb = t->pb;
+    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed))) return false;
+    struct sp_own *o = &pb->own[cls];
+    /* The private slot is full (the fast path found it so), and counts towards the cap. */
+    if (o->count + 1 >= sp_cap[cls] || !sp_chain_push_head(&o->head, &pb->tail[cls], x))
+        return false;
+    o->count++;
+    sp_owner_inc(&pb->puts[cls]);
+    return true;
 }
 
 /* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
- * reached, or no memory for a ring) and the caller must free it to the backend. */
-static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void *x)
+ * reached, no memory for a ring, or this thread does not use the pools) and the caller must
+ * free it to the backend. */
+static inline __attribute__((always_inline)) bool sp_pool_put(size_t cls, void *x)
 {
     return sp_pool_put_or(cls, x, sp_put_rest);
 }
@@ -137,20 +193,26 @@ static inline __attribute__((always_inline)) bool sp_pool_put(unsigned cls, void
 bool sp_pool_init(size_t cache_bytes);
 
 /* Thread set-up, from the caller's re-entry-guarded slow path: takes a P id and registers the
- * thread with urcu-bp.  false: no P available (the thread should bypass the pools). */
+ * thread's read side (rcu.h).  false: no P available (the thread should bypass the pools).
+ * detach undoes both; the thread must not use the pools afterwards. */
 bool sp_thread_attach(struct sp_thread *t);
 void sp_thread_detach(struct sp_thread *t);
 
 /* Rotation mechanism, driven by cleanup/ only. */
 struct sp_gen *sp_gen_new(void);
-/* victim <- local, local <- fresh.  Returns the old victim, which readers may still hold until
- * the next grace period. */
+/* victim <- local, local <- fresh, and every thread's fast paths turned off (they find the
+ * fresh local through the slow path).  Returns the old victim, which readers may still hold
+ * until the caller's sp_rcu_synchronize. */
 struct sp_gen *sp_pool_publish(struct sp_gen *fresh);
 /* After a grace period: every object in g back to the backend, its pblocks and directory
  * freed, and g itself emptied under a fresh seq, ready to be published again (so rotation needs
  * no allocation of its own).  Returns the number of objects released (also added to
  * sp_released[class]). */
 uint64_t sp_gen_recycle(struct sp_gen *g);
+
+/* Adds the fast paths' counters still in live pblocks (not yet folded into the Ps' totals by
+ * sp_gen_recycle) to hits[class] and puts[class]. */
+void sp_pool_fast_counts(uint64_t *hits, uint64_t *puts);
 
 /* Objects handed back to the backend by rotation, per class (written under the rotation lock). */
 extern _Atomic uint64_t sp_released[SP_MAX_CLASSES];

@@ -9,14 +9,14 @@ static struct sp_proc *sp_proc_chunk(uint32_t chunk, bool create)
 {
     struct sp_proc *c = atomic_load_explicit(&sp_proc_dir[chunk], memory_order_acquire);
     if (c || !create) return c;
-    struct sp_proc *fresh = be_alloc(sizeof(struct sp_proc) * SP_PROC_CHUNK,
+    struct sp_proc *fresh = be_alloc_internal(sizeof(struct sp_proc) * SP_PROC_CHUNK,
                                      BE_ZERO | BE_ALIGN(128));
     if (!fresh) return NULL;
     for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) fresh[i].id = chunk * SP_PROC_CHUNK + i;
     /* Two threads may race to create the chunk; the loser frees its copy. */
     if (!atomic_compare_exchange_strong_explicit(&sp_proc_dir[chunk], &c, fresh,
                                                  memory_order_acq_rel, memory_order_acquire)) {
-        be_free(fresh);
+        be_free_internal(fresh);
         return c;
     }
     return fresh;

@@ -4,7 +4,9 @@
  * A thread takes a free id on its first allocation and gives it back when it exits; the next
  * thread to take the id inherits that P's cached objects (they stay in the pools) and continues
  * its counters.  Only the thread that holds an id writes its counters, so they need no atomic
- * read-modify-write; readers (stats) load them relaxed. */
+ * read-modify-write; readers (stats) load them relaxed.  The two the fast paths keep (private
+ * hits, puts) live in the generation's pblock instead and are added here, atomically, by
+ * sp_gen_recycle only. */
 #ifndef SYNCPOOL_PROCS_H
 #define SYNCPOOL_PROCS_H
 

@@ -1,25 +1,99 @@
-/* rcu.h — the read side of liburcu-bp, inlined (design decision 4), plus the annotations that let
- * ThreadSanitizer see the grace period as synchronisation (it cannot see sys_membarrier). */
+/* rcu.h — read-side critical sections for the pools: one instruction to enter, one to leave.
+ *
+ * The protocol is liburcu's membarrier flavour reduced to what syncpool needs (design.md,
+ * "Read side"; it replaced urcu-bp, whose read side cost 23 instructions per section):
+ *
+ *  - Each reader owns a counter `seq`, odd while it is inside a section.  Entering and leaving
+ *    are plain increments of it by its owner: no fence, no locked instruction.
+ *  - The writer (cleanup/'s rotation, and the tests) publishes new pointers, then calls
+ *    sp_rcu_synchronize():
+ *      1. sp_rcu_barrier(): sys_membarrier(PRIVATE_EXPEDITED) makes every running thread of the
+ *         process execute a full fence.  After it, a reader either has its odd seq visible to
+ *         the writer, or starts its section after the fence and loads the new pointers.
+ *      2. For every registered reader whose seq is odd, wait until seq changes: that section,
+ *         which may hold an old pointer, has ended.  (Waiting for a change, not for "even",
+ *         means a reader that enters sections back to back cannot starve the writer.)
+ *    After it returns, no reader holds a pointer it loaded before step 1.
+ *  - Sections never nest and never wait for anything the writer holds.  A reader must not
+ *    enter a section after sp_rcu_unregister.
+ *
+ * Without sys_membarrier (old kernel, seccomp) step 1 falls back to changing the protection of
+ * a dirty page, which makes the kernel interrupt every CPU running the process to flush its
+ * TLB: the same full fence on each of them, only slower. */
 #ifndef SYNCPOOL_RCU_H
 #define SYNCPOOL_RCU_H
 
-#define _LGPL_SOURCE
-#include <urcu-bp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sp_rcu_reader {
+    uint64_t seq;                       /* odd inside a section; written only by its owner */
+    void *owner;                        /* what sp_rcu_each_reader hands its callback */
+    struct sp_rcu_reader *next, *prev;  /* the registry, under its lock */
+    bool registered;
+};
 
 #if defined(__SANITIZE_THREAD__)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 extern char sp_rcu_tsan_clock;
-#define SP_TSAN_RELEASE() __tsan_release(&sp_rcu_tsan_clock)
-#define SP_TSAN_ACQUIRE() __tsan_acquire(&sp_rcu_tsan_clock)
+/* ThreadSanitizer cannot see sys_membarrier: atomics it models, and an explicit release from
+ * every section to the writer's acquire after its wait. */
+static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+{
+    __atomic_fetch_add(&r->seq, 1, __ATOMIC_SEQ_CST);
+}
+static inline void sp_rcu_exit(struct sp_rcu_reader *r)
+{
+    __tsan_release(&sp_rcu_tsan_clock);
+    __atomic_fetch_add(&r->seq, 1, __ATOMIC_RELEASE);
+}
+#elif defined(__x86_64__)
+/* One `addq` on the owner's own counter.  It is not a locked instruction: only the owner writes
+ * seq, and the writer's 8-byte loads of it cannot tear.  The "memory" clobber keeps the
+ * compiler from moving the section's loads and stores across it; the CPU keeps stores in order
+ * and does not move a store before an earlier load (x86-TSO), so when the writer sees seq
+ * change, everything the section did is visible.  The store-then-load order on entry, the one
+ * TSO does not give, is what sp_rcu_barrier supplies. */
+static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+{
+    __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
+}
+static inline void sp_rcu_exit(struct sp_rcu_reader *r)
+{
+    __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
+}
 #else
-#define SP_TSAN_RELEASE() ((void)0)
-#define SP_TSAN_ACQUIRE() ((void)0)
+static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+{
+    __atomic_store_n(&r->seq, __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void sp_rcu_exit(struct sp_rcu_reader *r)
+{
+    __atomic_store_n(&r->seq, __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+}
 #endif
 
-static inline void sp_rcu_lock(void) { urcu_bp_read_lock(); }
-static inline void sp_rcu_unlock(void) { SP_TSAN_RELEASE(); urcu_bp_read_unlock(); }
-/* Waits until every read-side critical section that was running when it was called has ended. */
-static inline void sp_rcu_synchronize(void) { urcu_bp_synchronize_rcu(); SP_TSAN_ACQUIRE(); }
+/* Registration: from the reader's own thread, outside any section.  register may be called
+ * again after unregister.  owner is passed to sp_rcu_each_reader's callback. */
+void sp_rcu_register(struct sp_rcu_reader *r, void *owner);
+void sp_rcu_unregister(struct sp_rcu_reader *r);
+
+/* Writer side (any thread that is not inside a section; writers serialise among themselves). */
+void sp_rcu_barrier(void);
+void sp_rcu_synchronize(void);
+/* Calls fn(owner) for every registered reader, under the registry lock (so no reader
+ * unregisters meanwhile; fn must not take locks a reader could hold). */
+void sp_rcu_each_reader(void (*fn)(void *owner, void *arg), void *arg);
+
+/* Fork: prepare takes the registry lock; in the child only the forking thread exists, so the
+ * registry is emptied (that thread registers again when it needs to). */
+void sp_rcu_fork_prepare(void);
+void sp_rcu_fork_parent(void);
+void sp_rcu_fork_child(void);
+
+/* Tests: false forces the mprotect fallback of sp_rcu_barrier. */
+void sp_rcu_set_membarrier(bool use);
 
 #endif

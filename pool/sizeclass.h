@@ -13,10 +13,12 @@
 
 /* Largest request served by the pools; 0 until sp_sizeclass_init ran (and when disabled), so the
  * shim's `n <= sp_max_size` test is also its "pools are on" test. */
-extern size_t sp_max_size;
-extern unsigned sp_nclasses;
-extern uint32_t sp_class_size[SP_MAX_CLASSES];
-extern uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
+/* Hidden: defined in this library, so the hot paths address them directly, not via the GOT. */
+#define SP_HIDDEN __attribute__((visibility("hidden")))
+extern SP_HIDDEN size_t sp_max_size;
+extern SP_HIDDEN unsigned sp_nclasses;
+extern SP_HIDDEN uint32_t sp_class_size[SP_MAX_CLASSES];
+extern SP_HIDDEN uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
 
 /* Class of a request of n <= sp_max_size bytes (n == 0 maps to the smallest class). */
 static inline unsigned sp_size_class(size_t n) { return sp_class_of8[(n + 7) >> 3]; }

@@ -1,9 +1,12 @@
 /* alloc.c — malloc, free, calloc, realloc and friends.  Hot paths first and short; the slow
  * paths (thread set-up, misses, backend) are out of line and named for what they do.
  *
- * A request of n <= sp_max_size bytes from an ACTIVE thread is served by the pool of its class;
- * everything else goes to the backend.  Every object the pools hand out is a backend object of
- * exactly its class, so free() finds the class from the backend's usable size. */
+ * A request of n <= sp_max_size bytes is served by the pool of its class; everything else goes
+ * to the backend.  Every object the pools hand out is a backend object of exactly its class,
+ * from its class's range of the zone (backend.h), so free() reads the class from the address.
+ * A pooled-size object outside the zone (allocated before its class's arena existed, or by
+ * jemalloc for someone else) is a "stray": it goes back to jemalloc; a class that has no arena
+ * at all (no zone) is pooled by jemalloc's usable size instead. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -26,55 +29,101 @@ static SP_NOINLINE void sp_backend_free(void *p, size_t size)
     be_free_keep_errno(p, size);
 }
 
-/* A pool miss: a fresh object of exactly class c. */
-static SP_NOINLINE void *sp_alloc_miss(unsigned c, int flags)
+/* A fresh object of exactly class c, from its arena (a pool miss, or a thread that does not use
+ * the pools). */
+static SP_NOINLINE void *sp_alloc_class(size_t c, int flags)
 {
-    return sp_backend_alloc(sp_class_size[c], flags);
+    void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags);
+    if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags)))
+        errno = ENOMEM;
+    return p;
 }
 
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
-static SP_NOINLINE void *sp_malloc_slow(size_t n)
+/* Everything after a missed private slot, inside the read-side section the fast path opened. */
+static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
 {
-    if (sp_self.state == SP_T_NEW && sp_thread_setup() && n <= sp_max_size) return sp_malloc(n);
-    return sp_backend_alloc(n, 0);
+    if (SP_LIKELY(t->state == SP_T_ACTIVE)) {
+        void *x = sp_pool_get_shared(t, c);
+        if (SP_LIKELY(x != NULL)) {
+            sp_rcu_exit(&t->rcu);
+            return x;
+        }
+        return sp_get_rest_or_alloc(t, c);
+    }
+    sp_rcu_exit(&t->rcu);
+    /* Not ACTIVE: set up a new thread and try again; otherwise the class's arena.  (A request
+     * that maps to class c is served by c's size.  Before start-up sp_max_size is 0: only
+     * malloc(0) gets here, with no classes yet.) */
+    if (t->state == SP_T_NEW && sp_thread_setup()) return sp_malloc(sp_class_size[c]);
+    if (!sp_max_size) return sp_backend_alloc(1, 0);
+    return sp_alloc_class(c, 0);
 }
 
 void *sp_malloc(size_t n)
 {
-    if (SP_LIKELY(n <= sp_max_size) && SP_LIKELY(sp_self.state == SP_T_ACTIVE))
-        return sp_pool_get_or(sp_size_class(n), sp_get_rest_or_alloc);
-    return sp_malloc_slow(n);
+    if (SP_LIKELY(n <= sp_max_size)) return sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
+    return sp_backend_alloc(n, 0);
 }
 
-static SP_NOINLINE void sp_free_slow(void *p)
+/* Returns true (the object is taken care of); bool so that it fits sp_pool_put_or. */
+static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
 {
-    if (sp_self.state == SP_T_NEW && sp_thread_setup()) { sp_free(p); return; }
-    sp_backend_free(p, 0);
+    if (SP_LIKELY(t->state == SP_T_ACTIVE)) {
+        if (SP_LIKELY(sp_pool_put_shared(t, c, p))) {
+            sp_rcu_exit(&t->rcu);
+            return true;
+        }
+        sp_put_rest_or_free(t, c, p);
+        return true;
+    }
+    sp_rcu_exit(&t->rcu);
+    if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
+    sp_backend_free(p, sp_class_size[c]);
+    return true;
+}
+
+/* A pointer outside the zone (or NULL): large, over-aligned, a stray, or every pointer when
+ * there is no zone. */
+static SP_NOINLINE void sp_free_other(void *p)
+{
+    if (p == NULL) return;
+    if (!sp_max_size) {                            /* pools off (or not yet on) */
+        sp_backend_free(p, 0);
+        return;
+    }
+    size_t size = be_usable(p);
+    if (size <= sp_max_size) {
+        size_t c = sp_size_class(size);
+        if (!be_class_zoned((unsigned)c)) {        /* no zone for this class: pool by size */
+            (void)sp_pool_put_or(c, p, sp_free_rest);
+            return;
+        }
+        /* A stray: back to its own arena, bypassing the thread cache, whose bin for this class
+         * must hold only zone objects (or the next pool misses would get this one back). */
+        int e = errno;
+        be_free_sized(p, size, BE_NO_TCACHE);
+        errno = e;
+        return;
+    }
+    sp_backend_free(p, size);
 }
 
 void sp_free(void *p)
 {
-    if (SP_LIKELY(sp_self.state == SP_T_ACTIVE) && SP_LIKELY(p != NULL)) {
-        size_t size = be_usable(p);          /* design decision 2: the class from the backend */
-        if (SP_LIKELY(size <= sp_max_size)) {
-            (void)sp_pool_put_or(sp_size_class(size), p, sp_put_rest_or_free);
-            return;
-        }
-        sp_backend_free(p, size);
+    uintptr_t d = (uintptr_t)p - be_zone_base;
+    if (SP_LIKELY(d < be_zone_span)) {
+        (void)sp_pool_put_or(d >> BE_ZONE_SHIFT, p, sp_free_rest);
         return;
     }
-    if (p) sp_free_slow(p);
+    sp_free_other(p);
 }
 
-/* C++ sized delete: the caller tells us the size, so no lookup. */
+/* C++ sized delete: the address says the class as it does for free (the size is not needed). */
 void sp_free_sized(void *p, size_t n)
 {
-    if (SP_UNLIKELY(p == NULL)) return;
-    if (SP_LIKELY(n <= sp_max_size) && SP_LIKELY(sp_self.state == SP_T_ACTIVE)) {
-        (void)sp_pool_put_or(sp_size_class(n), p, sp_put_rest_or_free);
-        return;
-    }
+    (void)n;
     sp_free(p);
 }
 
@@ -89,12 +138,20 @@ static void *sp_calloc(size_t count, size_t size)
     }
     if (SP_LIKELY(n <= sp_max_size) &&
         (SP_LIKELY(sp_self.state == SP_T_ACTIVE) || sp_thread_setup())) {
-        unsigned c = sp_size_class(n);
+        size_t c = sp_size_class(n);
         void *p = sp_pool_get(c);
         if (SP_LIKELY(p != NULL)) return memset(p, 0, n);   /* pooled objects are dirty */
-        return sp_alloc_miss(c, BE_ZERO);
+        return sp_alloc_class(c, BE_ZERO);
     }
+    if (n <= sp_max_size && n) return sp_alloc_class(sp_size_class(n), BE_ZERO);
     return sp_backend_alloc(n, BE_ZERO);
+}
+
+/* Usable size of a live object: its class's size inside the zone, else jemalloc's. */
+static size_t sp_size_of(void *p)
+{
+    uintptr_t d = (uintptr_t)p - be_zone_base;
+    return d < be_zone_span ? sp_class_size[d >> BE_ZONE_SHIFT] : be_usable(p);
 }
 
 static void *sp_realloc(void *p, size_t n)
@@ -104,10 +161,20 @@ static void *sp_realloc(void *p, size_t n)
         sp_free(p);
         return NULL;
     }
-    size_t old = be_usable(p);
-    /* Same class: nothing to do.  Otherwise the backend moves it (design decision 1). */
-    if (old <= sp_max_size && n <= sp_max_size && sp_size_class(n) == sp_size_class(old))
-        return p;
+    size_t old = sp_size_of(p);
+    bool old_pooled = old <= sp_max_size;
+    /* Same class: nothing to do. */
+    if (old_pooled && n <= sp_max_size && sp_size_class(n) == sp_size_class(old)) return p;
+    /* Into or out of the pooled sizes: move it ourselves, so the new object comes from its
+     * class's arena and the old one goes back to its pool (jemalloc's rallocx would keep a
+     * zone object's arena for the new size, outside the class's range of sizes). */
+    if (old_pooled || n <= sp_max_size) {
+        void *q = sp_malloc(n);
+        if (SP_UNLIKELY(q == NULL)) return NULL;  /* errno ENOMEM; p stays valid */
+        memcpy(q, p, old < n ? old : n);
+        sp_free(p);
+        return q;
+    }
     void *q = be_realloc(p, n, 0);
     if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, 0)))
         errno = ENOMEM;                           /* p stays valid */
@@ -126,7 +193,7 @@ static void *sp_reallocarray(void *p, size_t count, size_t size)
 
 static size_t sp_usable_size(void *p)
 {
-    return p ? be_usable(p) : 0;
+    return p ? sp_size_of(p) : 0;
 }
 
 /* ---- exported names ------------------------------------------------------------------------ */

@@ -1,12 +1,15 @@
 /* alloc_aligned.c — the aligned family, with glibc 2.36's error semantics.
  *
- * Alignments up to 16 are what every pooled class of 16 bytes or more has anyway, so those
- * requests use the pools; larger alignments go straight to the backend. */
+ * Alignments up to 16 are what every pooled class of 16 bytes or more has anyway.  A larger
+ * alignment is served by the class jemalloc would use for it (be_class_size_aligned): every
+ * object of that class is so aligned, pooled or not.  Only what is not a pooled class then
+ * goes straight to the backend. */
 #include <errno.h>
 #include <stdint.h>
 
 #include "backend.h"
 #include "shim.h"
+#include "sizeclass.h"
 
 #define SP_POOL_ALIGN 16
 
@@ -15,6 +18,10 @@ size_t sp_page_size = 4096;
 void *sp_memalign(size_t align, size_t n)
 {
     if (align <= SP_POOL_ALIGN) return sp_malloc(n < align ? align : n);
+    if (n <= sp_max_size) {
+        size_t u = be_class_size_aligned(n ? n : 1, align);
+        if (u != 0 && u <= sp_max_size) return sp_malloc(u);
+    }
     void *p = be_alloc(n ? n : 1, BE_ALIGN(align));
     if (!p && !(p = be_alloc_after_oom(n ? n : 1, BE_ALIGN(align)))) errno = ENOMEM;
     return p;

@@ -38,16 +38,19 @@ static void record(void *v)
     if (i == N - 1) atomic_store(&done, true);
 }
 
+static __thread struct sp_rcu_reader reader;
+
 static void *consumer(void *arg)
 {
     (void)arg;
     long fails = 0;
+    sp_rcu_register(&reader, NULL);
     while (!atomic_load(&done)) {
         void *v;
         if (use_chain) {
-            sp_rcu_lock();               /* popTail may look at rings being retired */
+            sp_rcu_enter(&reader);       /* popTail may look at rings being retired */
             v = sp_chain_pop_tail(&chain_tail);
-            sp_rcu_unlock();
+            sp_rcu_exit(&reader);
         } else {
             v = sp_dequeue_pop_tail(ring);
         }
@@ -58,6 +61,7 @@ static void *consumer(void *arg)
             sched_yield();
         }
     }
+    sp_rcu_unregister(&reader);
     return NULL;
 }
 
