@@ -146,13 +146,36 @@ bool be_zone_init(const uint32_t *size, unsigned n)
     return true;
 }
 
-/* First allocation of class c: its arena (lazily, since each costs ~88 KiB of jemalloc metadata,
- * and most programs use a fraction of the classes).  Returns the class's flags. */
-int be_class_arena_create(unsigned c)
+#define BE_ARENA_COST   (88u << 10)   /* measured: RSS per arenas.create */
+#define BE_ARENAS_FREE  4             /* arenas allowed whatever the process's size */
+static unsigned be_zone_narenas;      /* under be_zone_lock */
+
+/* Beyond the first few, arenas (their metadata) must stay under 1/16 of what the application
+ * has allocated: jemalloc's stats.resident would be the natural measure, but it counts dirty
+ * pages that are not resident and overstates a small process several times (12 MB for a 10 MB
+ * RSS), so the arenas' cost is weighed against live data instead. */
+static bool be_zone_affordable(void)
 {
-    if (c >= be_zone_nclasses) return -1;
+    if (be_zone_narenas < BE_ARENAS_FREE) return true;
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    mallctl("epoch", &epoch, &len, &epoch, len);   /* refreshes the statistics */
+    size_t allocated = 0;
+    len = sizeof allocated;
+    if (mallctl("stats.allocated", &allocated, &len, NULL, 0) != 0) return true;
+    return (size_t)(be_zone_narenas + 1) * BE_ARENA_COST <= allocated / 16;
+}
+
+bool be_class_arena_create(unsigned c)
+{
+    if (c >= be_zone_nclasses) return false;
+    if (__atomic_load_n(&be_class_flags[c], __ATOMIC_ACQUIRE) != 0) return true;
     pthread_mutex_lock(&be_zone_lock);
     int f = be_class_flags[c];
+    if (f == 0 && !be_zone_affordable()) {
+        pthread_mutex_unlock(&be_zone_lock);
+        return false;
+    }
     if (f == 0) {
         unsigned ind;
         size_t len = sizeof ind;
@@ -161,10 +184,11 @@ int be_class_arena_create(unsigned c)
          * well; it is never handed out, so it never reaches free(). */
         f = mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0 ? MALLOCX_ARENA(ind)
                                                                            : -1;
+        if (f > 0) be_zone_narenas++;
         __atomic_store_n(&be_class_flags[c], f, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&be_zone_lock);
-    return f;
+    return true;
 }
 
 /* Hands the thread cache's strays back to their arena, bypassing the cache, until the arena of

@@ -38,14 +38,17 @@ extern __attribute__((visibility("hidden"))) int be_class_flags[BE_ZONE_MAX_CLAS
 
 /* Start-up: the zone for classes of these sizes (size[c] for c < n).  false: no zone. */
 bool be_zone_init(const uint32_t *size, unsigned n);
-int be_class_arena_create(unsigned c);
+/* Gives class c its arena in the zone, if the budget allows (later calls return at once).  Each
+ * arena costs ~88 KiB of jemalloc metadata, so the shim asks only for classes in steady use, and
+ * beyond the first few the total stays under 1/16 of what jemalloc has resident.  false: not
+ * now (ask again later). */
+bool be_class_arena_create(unsigned c);
 void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p);
 /* A fresh object of class c (exactly `size` bytes, sp_class_size[c]): from its arena in the
- * zone, creating the arena on first use; outside the zone if the class cannot have one. */
+ * zone, or from jemalloc's usual arenas while the class has none. */
 static inline void *be_alloc_class(unsigned c, size_t size, int flags)
 {
     int f = __atomic_load_n(&be_class_flags[c], __ATOMIC_ACQUIRE);
-    if (__builtin_expect(f == 0, 0)) f = be_class_arena_create(c);
     if (f <= 0) return be_alloc(size, flags);
     void *p = mallocx(size, f | flags);
     /* jemalloc's thread cache serves a bin before it asks the arena we named, and it may still
@@ -146,6 +149,7 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags)
     return be_alloc(size, flags);
 }
 static inline bool be_class_zoned(unsigned c) { (void)c; return false; }
+static inline bool be_class_arena_create(unsigned c) { (void)c; return false; }
 static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags)
 {
     (void)c; (void)size; (void)flags;

@@ -5,8 +5,8 @@
  * thread to take the id inherits that P's cached objects (they stay in the pools) and continues
  * its counters.  Only the thread that holds an id writes its counters, so they need no atomic
  * read-modify-write; readers (stats) load them relaxed.  The two the fast paths keep (private
- * hits, puts) live in the generation's pblock instead and are added here, atomically, by
- * sp_gen_recycle only. */
+ * hits, puts) live in the generation's pblock instead and are added here atomically (by
+ * sp_gen_recycle, and for puts also by the shim when it releases a stray). */
 #ifndef SYNCPOOL_PROCS_H
 #define SYNCPOOL_PROCS_H
 
@@ -18,7 +18,9 @@
 /* Counters per (P, class).  gets = the four hits + misses, so it is not stored. */
 enum sp_counter {
     SP_C_HIT_PRIVATE, SP_C_HIT_SHARED, SP_C_STEAL, SP_C_HIT_VICTIM, SP_C_MISS,
-    SP_C_PUT, SP_C_OVERFLOW, SP_NCOUNTERS
+    SP_C_PUT, SP_C_OVERFLOW,
+    SP_C_UNZONED,       /* frees of pooled-size objects while the class had no arena (shim) */
+    SP_NCOUNTERS
 };
 
 struct sp_proc {

@@ -84,8 +84,23 @@ static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
     return true;
 }
 
-/* A pointer outside the zone (or NULL): large, over-aligned, a stray, or every pointer when
- * there is no zone. */
+/* A class asks for its arena in the zone once one thread has freed this many of its objects
+ * while it had none (and again every as many, if the backend's budget said no): steady use, for
+ * which the arena's ~88 KiB of metadata is worth a free() without a lookup.  Until then the
+ * class is pooled by jemalloc's usable size. */
+#define SP_HOT_FREES 4096
+
+static void sp_class_heat(size_t c)
+{
+    struct sp_thread *t = &sp_self;
+    if (t->state != SP_T_ACTIVE) return;
+    sp_count(t->proc, (unsigned)c, SP_C_UNZONED);
+    if ((t->proc->cnt[SP_C_UNZONED][c] & (SP_HOT_FREES - 1)) == 0)
+        (void)be_class_arena_create((unsigned)c);
+}
+
+/* A pointer outside the zone (or NULL): large, over-aligned, a stray, of a class that has no
+ * arena yet, or every pointer when there is no zone. */
 static SP_NOINLINE void sp_free_other(void *p)
 {
     if (p == NULL) return;
@@ -96,12 +111,19 @@ static SP_NOINLINE void sp_free_other(void *p)
     size_t size = be_usable(p);
     if (size <= sp_max_size) {
         size_t c = sp_size_class(size);
-        if (!be_class_zoned((unsigned)c)) {        /* no zone for this class: pool by size */
+        if (!be_class_zoned((unsigned)c)) {        /* no arena for this class: pool by size */
+            sp_class_heat(c);
             (void)sp_pool_put_or(c, p, sp_free_rest);
             return;
         }
         /* A stray: back to its own arena, bypassing the thread cache, whose bin for this class
-         * must hold only zone objects (or the next pool misses would get this one back). */
+         * must hold only zone objects (or the next pool misses would get this one back).  For
+         * the statistics it is a Put the pool refused: released at once. */
+        struct sp_thread *t = &sp_self;
+        if (t->state == SP_T_ACTIVE) {
+            __atomic_fetch_add(&t->proc->cnt[SP_C_PUT][c], 1, __ATOMIC_RELAXED);  /* see procs.h */
+            sp_count(t->proc, (unsigned)c, SP_C_OVERFLOW);
+        }
         int e = errno;
         be_free_sized(p, size, BE_NO_TCACHE);
         errno = e;

@@ -420,6 +420,38 @@ static void use_block(void *p, size_t size, const char *fn, size_t al, uint64_t 
     sp_fill(p, us, seed);       /* the whole usable block is the caller's */
 }
 
+/* An aligned request may be served by the pool of the class jemalloc would use for it, so the
+ * pool must only ever hold objects that satisfy it: fill the class's pool with objects from
+ * plain malloc (of the same class size), then ask for aligned ones, many times. */
+static void test_aligned_from_pool(void)
+{
+    const size_t sizes[] = {1, 24, 40, 100, 200, 700, 1500, 3000, 5000, 9000, 14000};
+    for (size_t al = 32; al <= 4096; al <<= 1)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            void *x = NULL;
+            if (posix_memalign(&x, al, sizes[i]) != 0 || !x) {
+                CHECK(0, "posix_memalign(%zu, %zu) failed", al, sizes[i]);
+                continue;
+            }
+            size_t cls = malloc_usable_size(x);
+            free(x);
+            for (int round = 0; round < 20; round++) {
+                void *plain[8];
+                for (int k = 0; k < 8; k++) plain[k] = malloc(cls);
+                for (int k = 0; k < 8; k++) free(plain[k]);
+                void *a[4];
+                for (int k = 0; k < 4; k++) {
+                    a[k] = aligned_alloc(al, sizes[i]);
+                    CHECK(a[k] && is_aligned(a[k], al) && malloc_usable_size(a[k]) >= sizes[i],
+                          "aligned_alloc(%zu, %zu) = %p after plain mallocs of %zu: misaligned or "
+                          "too small", al, sizes[i], a[k], cls);
+                    if (a[k]) memset(a[k], 0x5a, sizes[i]);
+                }
+                for (int k = 0; k < 4; k++) free(a[k]);
+            }
+        }
+}
+
 static void test_aligned_variants(void)
 {
     const size_t sizes[] = {1, 7, 100, 5000, 100000};
@@ -809,6 +841,7 @@ int main(void)
         {"reallocarray", test_reallocarray},
         {"posix_memalign_errors", test_posix_memalign_errors},
         {"aligned_variants", test_aligned_variants},
+        {"aligned_from_pool", test_aligned_from_pool},
         {"memalign_limits", test_memalign_limits},
         {"usable_size", test_usable_size},
         {"free_errno", test_free_errno},
