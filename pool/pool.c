@@ -140,8 +140,9 @@ uint64_t sp_gen_recycle(struct sp_gen *g)
             for (unsigned c = 0; c < sp_nclasses; c++) {
                 uint64_t n = 0;
                 /* The fast paths' counters go to the P's totals (only this fold writes those). */
-                __atomic_fetch_add(&proc->cnt[SP_C_HIT_PRIVATE][c], pb->hits[c], __ATOMIC_RELAXED);
-                __atomic_fetch_add(&proc->cnt[SP_C_PUT][c], pb->puts[c], __ATOMIC_RELAXED);
+                for (int k = 0; k < SP_PB_NCOUNTERS; k++)
+                    __atomic_fetch_add(&proc->cnt[sp_pb_counter[k]][c], pb->cnt[k][c],
+                                       __ATOMIC_RELAXED);
                 if (pb->private_[c]) {
                     sp_release_obj(pb->private_[c], &sp_class_size[c]);
                     n++;
@@ -162,7 +163,7 @@ uint64_t sp_gen_recycle(struct sp_gen *g)
     return total;
 }
 
-void sp_pool_fast_counts(uint64_t *hits, uint64_t *puts)
+void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES])
 {
     pthread_mutex_lock(&sp_recycle_lock);   /* no pblock is freed meanwhile */
     struct sp_gen *gens[2] = {atomic_load_explicit(&sp_local_gen, memory_order_acquire),
@@ -177,10 +178,9 @@ void sp_pool_fast_counts(uint64_t *hits, uint64_t *puts)
             for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) {
                 struct sp_pblock *pb = atomic_load_explicit(&chunk[i], memory_order_acquire);
                 if (!pb) continue;
-                for (unsigned c = 0; c < sp_nclasses; c++) {
-                    hits[c] += __atomic_load_n(&pb->hits[c], __ATOMIC_RELAXED);
-                    puts[c] += __atomic_load_n(&pb->puts[c], __ATOMIC_RELAXED);
-                }
+                for (int j = 0; j < SP_PB_NCOUNTERS; j++)
+                    for (unsigned c = 0; c < sp_nclasses; c++)
+                        out[sp_pb_counter[j]][c] += __atomic_load_n(&pb->cnt[j][c], __ATOMIC_RELAXED);
             }
         }
     }
@@ -243,7 +243,7 @@ static void *sp_get_more(struct sp_thread *t, size_t cls)
         pb = sp_pblock_refresh(t, g, false);
         if (pb && (x = pb->private_[cls]) != NULL) {
             pb->private_[cls] = NULL;
-            sp_owner_inc(&pb->hits[cls]);
+            sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
             return x;
         }
     }
@@ -252,7 +252,7 @@ static void *sp_get_more(struct sp_thread *t, size_t cls)
     if (pb && pb->own[cls].count) {
         if ((x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
             pb->own[cls].count--;
-            sp_count(t->proc, cls, SP_C_HIT_SHARED);
+            sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
             return x;
         }
         pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
@@ -290,7 +290,7 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
         if (pb == NULL) return false;           /* no memory for a pblock */
     }
     struct sp_own *o = &pb->own[cls];
-    sp_owner_inc(&pb->puts[cls]);
+    sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     if (pb->private_[cls] == NULL) {
         pb->private_[cls] = x;
         return true;
@@ -319,11 +319,12 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x)
     return ok;
 }
 
-void sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
+bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     bool ok = sp_put_more(t, cls, x);
     sp_rcu_exit(&t->rcu);
     if (!ok) be_free_keep_errno(x, sp_class_size[cls]);
+    return true;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */

@@ -30,13 +30,17 @@ struct sp_own {
     uint32_t count;              /* objects in the shared chain: exact but for steals */
 };
 
+/* Counters kept in the pblock (one unlocked add on the fast paths), and their P counters. */
+enum { SP_PB_HIT_PRIVATE, SP_PB_PUT, SP_PB_HIT_SHARED, SP_PB_NCOUNTERS };
+static const enum sp_counter sp_pb_counter[SP_PB_NCOUNTERS] = {SP_C_HIT_PRIVATE, SP_C_PUT,
+                                                               SP_C_HIT_SHARED};
+
 /* One P's pools in one generation (Go's poolLocal, for every class at once). */
 struct sp_pblock {
-    /* The fast paths' part, owner-only: the private slots and the two counters they keep.  The
-     * counters are folded into the P's totals when the generation is recycled. */
+    /* The fast paths' part, owner-only: the private slots and the counters they keep, which are
+     * folded into the P's totals when the generation is recycled (sp_pb_counter says which). */
     void *private_[SP_MAX_CLASSES];
-    uint64_t hits[SP_MAX_CLASSES];      /* Gets served by the private slot */
-    uint64_t puts[SP_MAX_CLASSES];      /* every Put */
+    uint64_t cnt[SP_PB_NCOUNTERS][SP_MAX_CLASSES];
     struct sp_own own[SP_MAX_CLASSES];
     /* Oldest ring of each shared chain: read (and rarely swung) by thieves, so it is kept off
      * the cache lines the owner writes on every Get/Put (Go pads poolLocal for the same reason). */
@@ -103,7 +107,7 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
  * put): a miss returns a fresh backend object of the class (NULL only if the backend has no
  * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
 void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
-void sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);
+bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always true */
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
 
@@ -118,7 +122,7 @@ static inline __attribute__((always_inline)) void *sp_pool_get_or(size_t cls, sp
     void *x = pb->private_[cls];
     if (SP_LIKELY(x != NULL)) {
         pb->private_[cls] = NULL;
-        sp_owner_inc(&pb->hits[cls]);
+        sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
         sp_rcu_exit(&t->rcu);
         return x;
     }
@@ -141,7 +145,7 @@ static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, voi
     struct sp_pblock *pb = atomic_load_explicit(&t->put_pb, memory_order_relaxed);
     if (SP_LIKELY(pb->private_[cls] == NULL)) {
         pb->private_[cls] = x;
-        sp_owner_inc(&pb->puts[cls]);
+        sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
         sp_rcu_exit(&t->rcu);
         return true;
     }
@@ -161,7 +165,7 @@ static inline __attribute__((always_inline)) void *sp_pool_get_shared(struct sp_
     void *x = sp_chain_pop_head(o->head);
     if (SP_LIKELY(x != NULL)) {
         o->count--;
-        sp_count(t->proc, cls, SP_C_HIT_SHARED);
+        sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
     }
     return x;
 }
@@ -172,11 +176,12 @@ static inline __attribute__((always_inline)) bool sp_pool_put_shared(struct sp_t
     struct sp_pblock *pb = t->pb;
     if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed))) return false;
     struct sp_own *o = &pb->own[cls];
-    /* The private slot is full (the fast path found it so), and counts towards the cap. */
-    if (o->count + 1 >= sp_cap[cls] || !sp_chain_push_head(&o->head, &pb->tail[cls], x))
+    /* The private slot is full (the fast path found it so), and counts towards the cap.  Only the
+     * newest ring: growing the chain is the slow path's (so callers stay free of calls). */
+    if (o->count + 1 >= sp_cap[cls] || !o->head || !sp_dequeue_push_head(o->head, x))
         return false;
     o->count++;
-    sp_owner_inc(&pb->puts[cls]);
+    sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     return true;
 }
 
@@ -210,9 +215,9 @@ struct sp_gen *sp_pool_publish(struct sp_gen *fresh);
  * sp_released[class]). */
 uint64_t sp_gen_recycle(struct sp_gen *g);
 
-/* Adds the fast paths' counters still in live pblocks (not yet folded into the Ps' totals by
- * sp_gen_recycle) to hits[class] and puts[class]. */
-void sp_pool_fast_counts(uint64_t *hits, uint64_t *puts);
+/* Adds the pblock counters of the live generations (not yet folded into the Ps' totals by
+ * sp_gen_recycle) to out[counter][class]. */
+void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES]);
 
 /* Objects handed back to the backend by rotation, per class (written under the rotation lock). */
 extern _Atomic uint64_t sp_released[SP_MAX_CLASSES];

@@ -1,16 +1,18 @@
 /* stats.c — summing and printing the counters. */
 #include "stats.h"
+
+#include <string.h>
 #include "pool.h"
 
 unsigned sp_stats_collect(struct sp_class_stats *out)
 {
     uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
-    uint64_t live_hits[SP_MAX_CLASSES] = {0}, live_puts[SP_MAX_CLASSES] = {0};
-    sp_pool_fast_counts(live_hits, live_puts);
+    uint64_t live[SP_NCOUNTERS][SP_MAX_CLASSES];
+    memset(live, 0, sizeof live);
+    sp_pool_fast_counts(live);
     for (unsigned c = 0; c < sp_nclasses; c++) {
         uint64_t s[SP_NCOUNTERS] = {0};
-        s[SP_C_HIT_PRIVATE] = live_hits[c];
-        s[SP_C_PUT] = live_puts[c];
+        for (int k = 0; k < SP_NCOUNTERS; k++) s[k] = live[k][c];
         for (uint32_t id = 0; id < n; id++) {
             struct sp_proc *p = sp_proc_get(id);
             if (!p) continue;

@@ -42,23 +42,28 @@ static SP_NOINLINE void *sp_alloc_class(size_t c, int flags)
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
 /* Everything after a missed private slot, inside the read-side section the fast path opened. */
-static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
+/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the class's arena.
+ * (A request that maps to class c is served by c's size.  Before start-up sp_max_size is 0:
+ * only malloc(0) gets here, with no classes yet.) */
+static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
 {
-    if (SP_LIKELY(t->state == SP_T_ACTIVE)) {
-        void *x = sp_pool_get_shared(t, c);
-        if (SP_LIKELY(x != NULL)) {
-            sp_rcu_exit(&t->rcu);
-            return x;
-        }
-        return sp_get_rest_or_alloc(t, c);
-    }
     sp_rcu_exit(&t->rcu);
-    /* Not ACTIVE: set up a new thread and try again; otherwise the class's arena.  (A request
-     * that maps to class c is served by c's size.  Before start-up sp_max_size is 0: only
-     * malloc(0) gets here, with no classes yet.) */
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_malloc(sp_class_size[c]);
     if (!sp_max_size) return sp_backend_alloc(1, 0);
     return sp_alloc_class(c, 0);
+}
+
+/* The second step, own shared head, inline; everything else by tail calls, so this function
+ * saves no registers. */
+static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
+{
+    if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_malloc_unpooled(t, c);
+    void *x = sp_pool_get_shared(t, c);
+    if (SP_LIKELY(x != NULL)) {
+        sp_rcu_exit(&t->rcu);
+        return x;
+    }
+    return sp_get_rest_or_alloc(t, c);
 }
 
 void *sp_malloc(size_t n)
@@ -67,21 +72,25 @@ void *sp_malloc(size_t n)
     return sp_backend_alloc(n, 0);
 }
 
-/* Returns true (the object is taken care of); bool so that it fits sp_pool_put_or. */
-static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
+static bool sp_free_rest(struct sp_thread *t, size_t c, void *p);
+
+static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
-    if (SP_LIKELY(t->state == SP_T_ACTIVE)) {
-        if (SP_LIKELY(sp_pool_put_shared(t, c, p))) {
-            sp_rcu_exit(&t->rcu);
-            return true;
-        }
-        sp_put_rest_or_free(t, c, p);
-        return true;
-    }
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
     sp_backend_free(p, sp_class_size[c]);
     return true;
+}
+
+/* As sp_malloc_rest.  Returns true (the object is taken care of), to fit sp_pool_put_or. */
+static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
+{
+    if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_free_unpooled(t, c, p);
+    if (SP_LIKELY(sp_pool_put_shared(t, c, p))) {
+        sp_rcu_exit(&t->rcu);
+        return true;
+    }
+    return sp_put_rest_or_free(t, c, p);
 }
 
 /* A class asks for its arena in the zone once one thread has freed this many of its objects
