@@ -43,18 +43,21 @@ static inline void *sp_chain_pop_head(struct sp_dequeue *head)
 void sp_chain_retire(struct sp_dequeue *d);
 
 /* Any thread, inside an RCU read-side critical section (which keeps rings from being freed). */
-static inline void *sp_chain_pop_tail(struct sp_dequeue *_Atomic *tail)
+/* Go's poolChain.popTail, for a batch: up to max values from the oldest non-empty ring (see
+ * sp_dequeue_pop_tail_n).  Returns how many. */
+static inline uint32_t sp_chain_pop_tail_n(struct sp_dequeue *_Atomic *tail, void **out,
+                                           uint32_t max)
 {
     struct sp_dequeue *d = atomic_load_explicit(tail, memory_order_acquire);
-    if (!d) return NULL;
+    if (!d) return 0;
     for (;;) {
         /* Load next *before* popping.  If d turns out empty and next was already set, d is empty
          * for good: the producer only ever pushes into the newest ring, and next != NULL means d
          * is no longer the newest. */
         struct sp_dequeue *next = atomic_load_explicit(&d->next, memory_order_acquire);
-        void *val = sp_dequeue_pop_tail(d);
-        if (val) return val;
-        if (!next) return NULL;          /* d is the newest ring: empty now, but not for good */
+        uint32_t n = sp_dequeue_pop_tail_n(d, out, max);
+        if (n) return n;
+        if (!next) return 0;             /* d is the newest ring: empty now, but not for good */
         /* Unlink d.  Only the CAS winner retires it and clears next->prev (after which the owner's
          * popHead no longer walks into d); a loser simply moves on, as in Go. */
         if (atomic_compare_exchange_strong_explicit(tail, &d, next, memory_order_acq_rel,
@@ -66,7 +69,12 @@ static inline void *sp_chain_pop_tail(struct sp_dequeue *_Atomic *tail)
     }
 }
 
-/* Objects cached in the chain (a snapshot, walking from the newest ring back). Owner only. */
+static inline void *sp_chain_pop_tail(struct sp_dequeue *_Atomic *tail)
+{
+    void *v;
+    return sp_chain_pop_tail_n(tail, &v, 1) ? v : NULL;
+}
+
 static inline uint32_t sp_chain_len(struct sp_dequeue *head)
 {
     uint32_t n = 0;

@@ -80,28 +80,41 @@ static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
     return val;
 }
 
-/* Any thread.  Returns NULL if the ring is empty. */
-static inline void *sp_dequeue_pop_tail(struct sp_dequeue *d)
+/* Any thread: Go's popTail, extended to a batch.  Takes up to max values from the tail (half of
+ * what the ring holds, rounded up, at most max) with one CAS, into out[].  Returns how many
+ * (0: empty).  max = 1 is exactly popTail. */
+static inline uint32_t sp_dequeue_pop_tail_n(struct sp_dequeue *d, void **out, uint32_t max)
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_acquire);
-    uint32_t tail;
+    uint32_t tail, n;
     for (;;) {
         uint32_t head = (uint32_t)(ht >> 32);
         tail = (uint32_t)ht;
-        if (tail == head) return NULL;
-        /* Winning this CAS gives us slot `tail`, against the producer's popHead and the other
-         * consumers.  Acquire: the word is in the release sequence of the producer's head add
-         * that published the slot, so the slot's value is visible to us. */
-        if (atomic_compare_exchange_weak_explicit(&d->head_tail, &ht, sp_dq_pack(head, tail + 1),
+        if (tail == head) return 0;
+        n = (head - tail + 1) / 2;
+        if (n > max) n = max;
+        /* Winning this CAS gives us slots [tail, tail + n), against the producer's popHead (it
+         * only takes slots at or above the tail it sees, and tail + n <= head held at the CAS)
+         * and the other consumers.  Acquire: the word is in the release sequence of the
+         * producer's head adds that published these slots, so their values are visible. */
+        if (atomic_compare_exchange_weak_explicit(&d->head_tail, &ht, sp_dq_pack(head, tail + n),
                                                   memory_order_acquire, memory_order_acquire))
             break;
     }
-    void *_Atomic *slot = &d->vals[tail & d->mask];
-    void *val = atomic_load_explicit(slot, memory_order_relaxed);
-    /* Only now hand the slot back: pushHead sees NULL and may refill it.  Release orders our read
-     * of the value before that refill (the producer loads the slot with acquire). */
-    atomic_store_explicit(slot, NULL, memory_order_release);
-    return val;
+    for (uint32_t i = 0; i < n; i++) {
+        void *_Atomic *slot = &d->vals[(tail + i) & d->mask];
+        out[i] = atomic_load_explicit(slot, memory_order_relaxed);
+        /* Only now hand the slot back: pushHead sees NULL and may refill it.  Release orders our
+         * read of the value before that refill (the producer loads the slot with acquire). */
+        atomic_store_explicit(slot, NULL, memory_order_release);
+    }
+    return n;
+}
+
+static inline void *sp_dequeue_pop_tail(struct sp_dequeue *d)
+{
+    void *v;
+    return sp_dequeue_pop_tail_n(d, &v, 1) ? v : NULL;
 }
 
 /* Number of elements (a snapshot; exact when no one else is working on the ring). */

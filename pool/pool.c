@@ -189,6 +189,32 @@ void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES])
 
 /* ---- Get / Put slow paths ---------------------------------------------------------------- */
 
+/* A steal takes up to half of the victim P's oldest ring, at most this many, with one CAS:
+ * where one thread frees what another allocates, each steal then pays for many Gets. */
+#define SP_STEAL_MAX 32
+
+/* The rest of a batch steal becomes mine: my private slot if it is empty, then my shared
+ * chain, as far as the cap allows; the remainder goes back to the backend (counted as released).
+ * Not counted as Puts: each was put once, by the P it was stolen from.  t->pb belongs to g. */
+static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, void **v,
+                           uint32_t n)
+{
+    struct sp_pblock *pb = t->pb ? t->pb : sp_pblock_refresh(t, g, true);
+    for (uint32_t i = 0; i < n; i++) {
+        if (pb && pb->private_[cls] == NULL) {
+            pb->private_[cls] = v[i];
+            continue;
+        }
+        struct sp_own *o = pb ? &pb->own[cls] : NULL;
+        if (o && o->count + 1 < sp_cap[cls] && sp_chain_push_head(&o->head, &pb->tail[cls], v[i])) {
+            o->count++;
+            continue;
+        }
+        be_free_keep_errno(v[i], sp_class_size[cls]);
+        sp_count(t->proc, cls, SP_C_OVERFLOW);
+    }
+}
+
 /* Steal from the other Ps' shared tails, then search the victim (Go's getSlow). */
 static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
 {
@@ -200,9 +226,12 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
         uint32_t p = me + i;
         if (p >= n) p -= n;
         struct sp_pblock *pb = sp_gen_pblock(g, p);
-        if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
+        void *got[SP_STEAL_MAX];
+        uint32_t k;
+        if (pb && (k = sp_chain_pop_tail_n(&pb->tail[cls], got, SP_STEAL_MAX)) != 0) {
             sp_count(t->proc, cls, SP_C_STEAL);
-            return x;
+            if (k > 1) sp_keep_stolen(t, g, cls, got + 1, k - 1);
+            return got[0];
         }
     }
     /* Then the victim: my private, then every P's shared tail starting with mine.  Victim

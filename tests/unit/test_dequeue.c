@@ -1,6 +1,7 @@
 /* Go's TestPoolDequeue and TestPoolChain in C: one producer pushes 0..N-1 (with a popHead after
  * every 10th push), several consumers popTail; every value must be received exactly once, and at
- * least one popHead must have succeeded.  The ring starts 500 below 2^32 so the 32-bit indices
+ * least one popHead must have succeeded.  Consumers 0 and 1 pop one value at a time (popTail),
+ * consumers 2 and 3 batches of up to 4 and 16 (the batch steal).  The ring starts 500 below 2^32 so the 32-bit indices
  * wrap during the test.  Built against the pool core; CI runs it under ThreadSanitizer. */
 #include <pthread.h>
 #include <sched.h>
@@ -42,20 +43,22 @@ static __thread struct sp_rcu_reader reader;
 
 static void *consumer(void *arg)
 {
-    (void)arg;
+    static const uint32_t batch[NCONSUMERS] = {1, 1, 4, 16};
+    uint32_t max = batch[(intptr_t)arg];
     long fails = 0;
     sp_rcu_register(&reader, NULL);
     while (!atomic_load(&done)) {
-        void *v;
+        void *v[16];
+        uint32_t n;
         if (use_chain) {
             sp_rcu_enter(&reader);       /* popTail may look at rings being retired */
-            v = sp_chain_pop_tail(&chain_tail);
+            n = sp_chain_pop_tail_n(&chain_tail, v, max);
             sp_rcu_exit(&reader);
         } else {
-            v = sp_dequeue_pop_tail(ring);
+            n = sp_dequeue_pop_tail_n(ring, v, max);
         }
-        if (v) {
-            record(v);
+        for (uint32_t i = 0; i < n; i++) record(v[i]);
+        if (n) {
             fails = 0;
         } else if (++fails % 64 == 0) {
             sched_yield();
@@ -112,7 +115,7 @@ static void run(bool chain)
         ring = sp_dequeue_new(16, (uint32_t)(UINT32_MAX - 500 + 1));
     }
     pthread_t c[NCONSUMERS], p, r;
-    for (int i = 0; i < NCONSUMERS; i++) pthread_create(&c[i], NULL, consumer, NULL);
+    for (int i = 0; i < NCONSUMERS; i++) pthread_create(&c[i], NULL, consumer, (void *)(intptr_t)i);
     if (chain) pthread_create(&r, NULL, reclaimer, NULL);
     pthread_create(&p, NULL, producer, NULL);
     pthread_join(p, NULL);
