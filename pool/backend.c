@@ -147,7 +147,7 @@ bool be_zone_init(const uint32_t *size, unsigned n)
 }
 
 #define BE_ARENA_COST   (88u << 10)   /* measured: RSS per arenas.create */
-#define BE_ARENAS_FREE  4             /* arenas allowed whatever the process's size */
+#define BE_ARENAS_FREE  16            /* arenas allowed whatever the process's size */
 static unsigned be_zone_narenas;      /* under be_zone_lock */
 
 /* Beyond the first few, arenas (their metadata) must stay under 1/16 of what the application

@@ -100,6 +100,7 @@ static void sp_fast_paths_off(void *owner, void *arg)
 {
     (void)arg;
     struct sp_thread *t = owner;
+    if (!t) return;                       /* a reader that is not a pool thread (tests) */
     atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
     atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
 }
