@@ -193,13 +193,16 @@ bool be_class_arena_create(unsigned c)
 
 /* Hands the thread cache's strays back to their arena, bypassing the cache, until the arena of
  * class c answers (a one-off per thread and class: the bin does not get strays again, see
- * be_alloc_internal and the shim's free of strays). */
+ * be_alloc_internal and the shim's free of strays).  If the class's arena cannot grow, an object
+ * from jemalloc's usual arenas will do (it is a stray too, and goes back the same way when it is
+ * freed): under an address-space limit the memory freed there is what is left to reuse. */
 void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p)
 {
     for (int i = 0; i < 4096 && p && (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c; i++) {
         dallocx(p, MALLOCX_TCACHE_NONE);
         p = mallocx(size, flags);
     }
+    if (!p) p = mallocx(size, (flags & ((1 << 20) - 1)) | MALLOCX_TCACHE_NONE);  /* no arena bits */
     return p;
 }
 

@@ -52,8 +52,9 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags)
     if (f <= 0) return be_alloc(size, flags);
     void *p = mallocx(size, f | flags);
     /* jemalloc's thread cache serves a bin before it asks the arena we named, and it may still
-     * hold objects of this size from arena 0, cached before this arena existed. */
-    if (__builtin_expect(p && (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c, 0))
+     * hold objects of this size from arena 0, cached before this arena existed.  NULL: the
+     * class's range cannot grow (RLIMIT_AS, or the range is full). */
+    if (__builtin_expect(!p || (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c, 0))
         p = be_alloc_class_unstray(c, size, f | flags, p);
     return p;
 }

@@ -372,6 +372,15 @@ bool sp_pool_init(size_t cache_bytes)
     return true;
 }
 
+void sp_pool_forget(struct sp_thread *t)
+{
+    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
+    t->proc = NULL;
+    t->pb = NULL;
+    t->gen_seq = 0;
+}
+
 bool sp_thread_attach(struct sp_thread *t)
 {
     t->proc = sp_proc_acquire();
@@ -387,12 +396,8 @@ void sp_thread_detach(struct sp_thread *t)
 {
     /* From here on the rotation no longer writes my fast paths (my TLS may go away). */
     sp_rcu_unregister(&t->rcu);
-    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
-    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
-    if (!t->proc) return;
+    struct sp_proc *p = t->proc;
+    sp_pool_forget(t);
     /* Release: all I did as this P happens-before what its next owner does. */
-    sp_proc_release(t->proc);
-    t->proc = NULL;
-    t->pb = NULL;
-    t->gen_seq = 0;
+    if (p) sp_proc_release(p);
 }

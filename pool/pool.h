@@ -202,6 +202,10 @@ bool sp_pool_init(size_t cache_bytes);
  * detach undoes both; the thread must not use the pools afterwards. */
 bool sp_thread_attach(struct sp_thread *t);
 void sp_thread_detach(struct sp_thread *t);
+/* Drops the thread's P and pblock and turns its fast paths off, without releasing anything: in
+ * a forked child, where the P table was reset (the pblock it pointed at may become another
+ * thread's). */
+void sp_pool_forget(struct sp_thread *t);
 
 /* Rotation mechanism, driven by cleanup/ only. */
 struct sp_gen *sp_gen_new(void);

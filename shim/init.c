@@ -73,9 +73,7 @@ static void sp_atfork_child(void)
     /* Only this thread exists now: every P id is free again.  This thread sets itself up anew
      * on its next allocation (which also restarts the rotation thread, lazily). */
     sp_proc_release_all_but(NULL);
-    sp_self.proc = NULL;
-    sp_self.pb = NULL;
-    sp_self.gen_seq = 0;
+    sp_pool_forget(&sp_self);
     if (sp_self.state == SP_T_ACTIVE) sp_self.state = SP_T_NEW;
     /* Statistics are the parent's to print, unless each process writes its own file. */
     if (sp_cfg.stats == SP_STATS_TABLE ||
