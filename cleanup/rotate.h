@@ -24,7 +24,7 @@ void sp_rotator_stop(void);
 uint64_t sp_rotate_once(void);
 uint64_t sp_rotations(void);
 
-/* Fork handlers: prepare takes the rotation lock, then urcu-bp's locks. */
+/* Fork handlers: prepare takes the rotation lock, then the read side's registry locks. */
 void sp_rotator_fork_prepare(void);
 void sp_rotator_fork_parent(void);
 void sp_rotator_fork_child(void);

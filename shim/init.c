@@ -32,7 +32,7 @@ extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso);
 
 /* Runs first among the thread's exit destructors (C++ thread_local style), before the
  * pthread-key destructors and glibc's own frees: from here on the thread bypasses the pools and
- * urcu, and its P id (with what it caches) goes to the next thread.  Nothing to flush. */
+ * the read side, and its P id (with what it caches) goes to the next thread.  Nothing to flush. */
 static void sp_thread_exit(void *arg)
 {
     (void)arg;
