@@ -40,34 +40,25 @@ void be_init(void)
 /* ---- the zone ------------------------------------------------------------------------------
  * Where the zone goes: far below where the kernel places mappings (top-down from just under
  * 0x7fff_ffff_f000) and far above where brk heaps and PIE executables start (0x55..., 0x4000_00),
- * so in practice nothing else is ever mapped there.  Nothing is reserved up front: each class's
- * range is mapped piecewise as its arena grows, with MAP_FIXED_NOREPLACE, so RLIMIT_AS keeps
- * counting only what is used, and a range that someone else already occupies makes the mapping
- * fail (the arena then reports out of memory for that request, and jemalloc falls back) instead
- * of clobbering anything. */
-#define BE_ZONE_BASE 0x200000000000ul        /* 32 TiB */
+ * so in practice nothing else is ever mapped there.  Nothing is reserved up front: the range and
+ * its map grow piecewise as the zone arena asks for memory, with MAP_FIXED_NOREPLACE, so
+ * RLIMIT_AS keeps counting only what is used, and a range that someone else already occupies
+ * makes the mapping fail (the arena then reports out of memory for that request, and the caller
+ * falls back to jemalloc's usual arenas) instead of clobbering anything. */
+#define BE_ZONE_END (BE_ZONE_BASE + (1ul << BE_ZONE_BITS))
 
-uintptr_t be_zone_base, be_zone_span;
-int be_class_flags[BE_ZONE_MAX_CLASSES];
-static uint32_t be_zone_size[BE_ZONE_MAX_CLASSES];
-static unsigned be_zone_nclasses;
-static _Atomic uintptr_t be_zone_next[BE_ZONE_MAX_CLASSES];   /* bump pointer per range */
-static extent_hooks_t be_zone_hooks[BE_ZONE_MAX_CLASSES];      /* one per class: &hooks[c] says c */
-static pthread_mutex_t be_zone_lock = PTHREAD_MUTEX_INITIALIZER;
+_Atomic uintptr_t be_zone_used;        /* bytes of the range handed to the arenas (monotonic) */
+static bool be_zone_on;
+static uintptr_t be_zone_next = BE_ZONE_BASE;   /* bump pointer, under be_zone_grow_lock */
+static uintptr_t be_map_mapped;                 /* bytes of the map mapped so far, same lock */
+static pthread_mutex_t be_zone_grow_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The zone arena, made on the first miss; a separate lock, since making it calls the hooks. */
+static _Atomic unsigned be_zone_arena;          /* arena index + 1; 0: not yet */
+static pthread_mutex_t be_zone_arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static extent_hooks_t be_zone_hooks;
 
-static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
-                           bool *zero, bool *commit, unsigned arena)
+static void *be_map_fixed(uintptr_t start, size_t size)
 {
-    (void)arena;
-    if (new_addr) return NULL;                 /* growing in place: not offered */
-    unsigned c = (unsigned)(h - be_zone_hooks);
-    uintptr_t end = be_zone_base + ((uintptr_t)(c + 1) << BE_ZONE_SHIFT);
-    uintptr_t cur = atomic_load_explicit(&be_zone_next[c], memory_order_relaxed), start;
-    do {
-        start = (cur + alignment - 1) & ~(uintptr_t)(alignment - 1);
-        if (start + size > end || start + size < start) return NULL;   /* the range is full */
-    } while (!atomic_compare_exchange_weak_explicit(&be_zone_next[c], &cur, start + size,
-                                                    memory_order_relaxed, memory_order_relaxed));
     void *p = mmap((void *)start, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED) return NULL;          /* taken by someone else, or RLIMIT_AS */
@@ -75,6 +66,35 @@ static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_
         munmap(p, size);
         return NULL;
     }
+    return p;
+}
+
+static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
+                           bool *zero, bool *commit, unsigned arena)
+{
+    (void)h; (void)arena;
+    if (new_addr) return NULL;                 /* growing in place: not offered */
+    void *p = NULL;
+    pthread_mutex_lock(&be_zone_grow_lock);
+    uintptr_t start = (be_zone_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (start >= be_zone_next && start + size > start && start + size <= BE_ZONE_END) {
+        /* The map first: a byte for each page up to the new end, whole pages of it. */
+        uintptr_t used = start + size - BE_ZONE_BASE;
+        size_t map_need = ((used >> BE_ZONE_LG_PAGE) + 4095) & ~(size_t)4095;
+        if (map_need <= be_map_mapped ||
+            be_map_fixed(BE_MAP_BASE + be_map_mapped, map_need - be_map_mapped)) {
+            if (map_need > be_map_mapped) be_map_mapped = map_need;
+            p = be_map_fixed(start, size);
+        }
+        if (p) {
+            be_zone_next = start + size;
+            /* Before jemalloc hands out anything from it: whoever gets an object of this extent
+             * gets it through jemalloc's own synchronisation, after this store. */
+            atomic_store_explicit(&be_zone_used, used, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&be_zone_grow_lock);
+    if (!p) return NULL;
     *zero = true;
     *commit = true;
     return p;
@@ -89,8 +109,7 @@ static bool be_zone_dalloc(extent_hooks_t *h, void *a, size_t s, bool c, unsigne
 }
 static void be_zone_destroy(extent_hooks_t *h, void *a, size_t s, bool c, unsigned ai)
 {
-    (void)h; (void)c; (void)ai;
-    munmap(a, s);
+    (void)h; (void)a; (void)s; (void)c; (void)ai;   /* keep the range: be_zone_used never shrinks */
 }
 static bool be_zone_commit(extent_hooks_t *h, void *a, size_t s, size_t o, size_t l, unsigned ai)
 {
@@ -124,95 +143,123 @@ static bool be_zone_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t
                           unsigned ai)
 {
     (void)h; (void)a; (void)sa; (void)b; (void)sb; (void)c; (void)ai;
-    return false;                              /* allowed: extents of one arena share a range */
+    return false;                              /* allowed: one range, one kind of memory */
 }
 
-bool be_zone_init(const uint32_t *size, unsigned n)
+bool be_zone_init(void)
 {
-    if (n > BE_ZONE_MAX_CLASSES) return false;
-    for (unsigned c = 0; c < n; c++) {
-        be_zone_size[c] = size[c];
-        atomic_store_explicit(&be_zone_next[c], BE_ZONE_BASE + ((uintptr_t)c << BE_ZONE_SHIFT),
-                              memory_order_relaxed);
-        be_zone_hooks[c] = (extent_hooks_t){be_zone_alloc,        be_zone_dalloc,
-                                            be_zone_destroy,      be_zone_commit,
-                                            be_zone_decommit,     be_zone_purge_lazy,
-                                            be_zone_purge_forced, be_zone_split,
-                                            be_zone_merge};
-    }
-    be_zone_nclasses = n;
-    be_zone_base = BE_ZONE_BASE;
-    be_zone_span = (uintptr_t)n << BE_ZONE_SHIFT;
+    size_t page = 0, len = sizeof page;
+    if (mallctl("arenas.page", &page, &len, NULL, 0) != 0 || page != (1u << BE_ZONE_LG_PAGE))
+        return false;                          /* the map has a byte per 4 KiB page */
+    be_zone_hooks = (extent_hooks_t){be_zone_alloc,      be_zone_dalloc,       be_zone_destroy,
+                                     be_zone_commit,     be_zone_decommit,     be_zone_purge_lazy,
+                                     be_zone_purge_forced, be_zone_split,      be_zone_merge};
+    be_zone_on = true;
     return true;
 }
 
-#define BE_ARENA_COST   (88u << 10)   /* measured: RSS per arenas.create */
-#define BE_ARENAS_FREE  16            /* arenas allowed whatever the process's size */
-static unsigned be_zone_narenas;      /* under be_zone_lock */
-
-/* Beyond the first few, arenas (their metadata) must stay under 1/16 of what the application
- * has allocated: jemalloc's stats.resident would be the natural measure, but it counts dirty
- * pages that are not resident and overstates a small process several times (12 MB for a 10 MB
- * RSS), so the arenas' cost is weighed against live data instead. */
-static bool be_zone_affordable(void)
+/* The zone arena (made now if need be): MALLOCX_ARENA flags, or 0 if it cannot be made.  One
+ * arena, as jemalloc's own single-arena setting: its pages go from class to class and from thread
+ * to thread (separate arenas keep their free extents to themselves, which under an
+ * address-space limit leaves one unable to grow while another sits on free memory); the P
+ * caches in front of it batch its bin locks.  It costs ~88 KiB of jemalloc metadata, taken from
+ * the zone too through the hooks (never handed out, so never seen by free()). */
+static int be_zone_arena_flags(void)
 {
-    if (be_zone_narenas < BE_ARENAS_FREE) return true;
-    uint64_t epoch = 1;
-    size_t len = sizeof epoch;
-    mallctl("epoch", &epoch, &len, &epoch, len);   /* refreshes the statistics */
-    size_t allocated = 0;
-    len = sizeof allocated;
-    if (mallctl("stats.allocated", &allocated, &len, NULL, 0) != 0) return true;
-    return (size_t)(be_zone_narenas + 1) * BE_ARENA_COST <= allocated / 16;
+    unsigned a = atomic_load_explicit(&be_zone_arena, memory_order_acquire);
+    if (a == 0) {
+        pthread_mutex_lock(&be_zone_arena_lock);
+        a = atomic_load_explicit(&be_zone_arena, memory_order_relaxed);
+        if (a == 0) {
+            unsigned ind;
+            size_t len = sizeof ind;
+            extent_hooks_t *hooks = &be_zone_hooks;
+            if (mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0) {
+                a = ind + 1;
+                atomic_store_explicit(&be_zone_arena, a, memory_order_release);
+            }
+        }
+        pthread_mutex_unlock(&be_zone_arena_lock);
+        if (a == 0) return 0;
+    }
+    return MALLOCX_ARENA(a - 1);
 }
 
-bool be_class_arena_create(unsigned c)
+/* A fresh explicit cache: MALLOCX_TCACHE flags, or MALLOCX_TCACHE_NONE if none can be made. */
+static int be_zone_cache_new(void)
 {
-    if (c >= be_zone_nclasses) return false;
-    if (__atomic_load_n(&be_class_flags[c], __ATOMIC_ACQUIRE) != 0) return true;
-    pthread_mutex_lock(&be_zone_lock);
-    int f = be_class_flags[c];
-    if (f == 0 && !be_zone_affordable()) {
-        pthread_mutex_unlock(&be_zone_lock);
-        return false;
-    }
-    if (f == 0) {
-        unsigned ind;
-        size_t len = sizeof ind;
-        extent_hooks_t *hooks = &be_zone_hooks[c];
-        /* The arena's own metadata comes through the hooks too, so it lands in the range as
-         * well; it is never handed out, so it never reaches free(). */
-        f = mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0 ? MALLOCX_ARENA(ind)
-                                                                           : -1;
-        if (f > 0) be_zone_narenas++;
-        __atomic_store_n(&be_class_flags[c], f, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&be_zone_lock);
+    unsigned tc;
+    size_t len = sizeof tc;
+    if (mallctl("tcache.create", &tc, &len, NULL, 0) != 0) return MALLOCX_TCACHE_NONE;
+    return MALLOCX_TCACHE(tc);
+}
+
+/* The cache of zone flags zf, if it has one: its index. */
+static bool be_zone_cache_of(int zf, unsigned *tc)
+{
+    int bits = (zf >> 8) & 0xfff;              /* MALLOCX_TCACHE(tc) = (tc + 2) << 8 */
+    if (bits < 2) return false;                /* no zone, or no cache (TCACHE_NONE is 1) */
+    *tc = (unsigned)bits - 2;
     return true;
 }
 
-/* Hands the thread cache's strays back to their arena, bypassing the cache, until the arena of
- * class c answers (a one-off per thread and class: the bin does not get strays again, see
- * be_alloc_internal and the shim's free of strays).  If the class's arena cannot grow, an object
- * from jemalloc's usual arenas will do (it is a stray too, and goes back the same way when it is
- * freed): under an address-space limit the memory freed there is what is left to reuse. */
-void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p)
+int be_zone_flags_new(void)
 {
-    for (int i = 0; i < 4096 && p && (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c; i++) {
-        dallocx(p, MALLOCX_TCACHE_NONE);
-        p = mallocx(size, flags);
-    }
-    if (!p) p = mallocx(size, (flags & ((1 << 20) - 1)) | MALLOCX_TCACHE_NONE);  /* no arena bits */
-    return p;
+    if (!be_zone_on) return 0;
+    int f = be_zone_arena_flags();
+    return f ? f | be_zone_cache_new() : 0;
 }
 
-void be_fork_child(void) { pthread_mutex_init(&be_zone_lock, NULL); }
-
-void *be_alloc_class_after_oom(unsigned c, size_t size, int flags)
+int be_zone_flags_shared(void)
 {
-    if (!be_purging_ours) return NULL;
-    be_purge();
-    return be_alloc_class(c, size, flags);
+    if (!be_zone_on) return 0;
+    int f = be_zone_arena_flags();
+    return f ? f | MALLOCX_TCACHE_NONE : 0;
+}
+
+/* Not "tcache.flush": jemalloc 5.3 re-creates a flushed cache on its next use and aborts the
+ * process if that fails (out of memory).  Destroying it is final. */
+void be_zone_flags_release(int zf)
+{
+    unsigned tc;
+    if (be_zone_cache_of(zf, &tc)) mallctl("tcache.destroy", NULL, NULL, &tc, sizeof tc);
+}
+
+_Atomic unsigned be_zone_backoff;
+#define BE_ZONE_BACKOFF 4096
+
+/* p: what the zone gave (NULL: it could not grow, or it is in backoff).  The fallback comes
+ * from jemalloc's usual arenas, through the thread's own jemalloc cache (it is not a zone
+ * object, so it may go there), and is pooled by its size when freed. */
+void *be_alloc_class_outside(size_t size, int flags, int zf, void *p)
+{
+    (void)zf;
+    if (p) return p;                           /* not in the zone: cannot happen, but harmless */
+    unsigned b = atomic_load_explicit(&be_zone_backoff, memory_order_relaxed);
+    if (b == 0)
+        atomic_store_explicit(&be_zone_backoff, BE_ZONE_BACKOFF, memory_order_relaxed);
+    else
+        atomic_store_explicit(&be_zone_backoff, b - 1, memory_order_relaxed);   /* approximate */
+    return mallocx(size, flags);
+}
+
+void be_fork_child(void)
+{
+    pthread_mutex_init(&be_zone_grow_lock, NULL);
+    pthread_mutex_init(&be_zone_arena_lock, NULL);
+}
+
+void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf)
+{
+    if (be_purging_ours) be_purge();
+    /* The zone may have room again (frees since it last failed, or what the purge turned into
+     * reusable extents): tried whatever the backoff says, which other threads may set meanwhile. */
+    void *p = zf ? mallocx(size, zf | flags) : NULL;
+    if (p && be_zone_mark(p, c)) {
+        atomic_store_explicit(&be_zone_backoff, 0, memory_order_relaxed);
+        return p;
+    }
+    return p ? p : mallocx(size, flags);
 }
 
 /* Sets the dirty and muzzy decay times of all arenas, present and future. */

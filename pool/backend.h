@@ -11,18 +11,32 @@
 #define SYNCPOOL_BACKEND_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- The zone: pooled objects carry their class in their address --------------------------
- * Each pooled class c gets a jemalloc arena of its own whose memory comes only from the range
- * [be_zone_base + (c << BE_ZONE_SHIFT), + 2^BE_ZONE_SHIFT) (extent hooks, backend.c).  So for any
- * pointer p, d = p - be_zone_base < be_zone_span means p is an object of class d >> BE_ZONE_SHIFT:
- * free() needs no lookup in jemalloc.  be_zone_span is 0 when there is no zone (pools off, the
- * libc backend, or the address range was not available), and every pointer is then "outside". */
-#define BE_ZONE_SHIFT 38              /* 256 GiB of address space per class */
-#define BE_ZONE_MAX_CLASSES 40
+/* ---- The zone: where pooled objects live, and a byte per page that says their class ----------
+ * Pooled objects come from a jemalloc arena of our own whose memory comes only from one address
+ * range, [BE_ZONE_BASE, + be_zone_used), mapped on demand by extent hooks (backend.c).  jemalloc carves its slabs from it
+ * as it does from any memory, so pages go from one class to another as in jemalloc itself.
+ * Below the range lies the class map: one byte per 4 KiB page, holding the class of the objects
+ * that start on that page.  So for any pointer p, d = p - BE_ZONE_BASE < be_zone_used means p is
+ * a pooled object and be_zone_class(d) its class: free() needs no lookup in jemalloc.
+ *
+ * Why the map is exact: a slab holds objects of one class, and its pages belong to no other slab
+ * while it exists.  Every zone object reaches the application through be_alloc_class, which
+ * writes the class of the object's first page before returning it; the slab then lives at least
+ * as long as the object, so that byte keeps its value until the object is freed.  For that, no
+ * zone object may ever be handed out by anything but be_alloc_class: zone objects go only
+ * through caches of our own (explicit jemalloc tcaches, one per P, see be_zone_flags_new) or no
+ * cache at all, never through jemalloc's thread caches, whose bins serve every caller.
+ * be_zone_used is 0 when there is no zone (pools off, the libc backend, or the address range was
+ * not available), and every pointer is then "outside". */
+#define BE_ZONE_BASE  0x200000000000ul           /* 32 TiB */
+#define BE_ZONE_BITS  40                         /* 1 TiB of address space for all of it */
+#define BE_ZONE_LG_PAGE 12                       /* jemalloc's page (checked at start-up) */
+#define BE_MAP_BASE   (BE_ZONE_BASE - (1ul << (BE_ZONE_BITS - BE_ZONE_LG_PAGE)))
 
 #ifndef SYNCPOOL_BACKEND_LIBC
 #include <jemalloc/jemalloc.h>
@@ -31,38 +45,78 @@
 #define BE_ZERO       MALLOCX_ZERO
 #define BE_NO_TCACHE  MALLOCX_TCACHE_NONE
 
-extern __attribute__((visibility("hidden"))) uintptr_t be_zone_base, be_zone_span;
+extern __attribute__((visibility("hidden"))) _Atomic uintptr_t be_zone_used;
 static inline void *be_alloc(size_t n, int flags);
-/* Per class: MALLOCX_ARENA(its arena) once created, 0 before, -1 if it cannot have one. */
-extern __attribute__((visibility("hidden"))) int be_class_flags[BE_ZONE_MAX_CLASSES];
 
-/* Start-up: the zone for classes of these sizes (size[c] for c < n).  false: no zone. */
-bool be_zone_init(const uint32_t *size, unsigned n);
-/* Gives class c its arena in the zone, if the budget allows (later calls return at once).  Each
- * arena costs ~88 KiB of jemalloc metadata, so the shim asks only for classes in steady use, and
- * beyond the first few the total stays under 1/16 of what jemalloc has resident.  false: not
- * now (ask again later). */
-bool be_class_arena_create(unsigned c);
-void *be_alloc_class_unstray(unsigned c, size_t size, int flags, void *p);
-/* A fresh object of class c (exactly `size` bytes, sp_class_size[c]): from its arena in the
- * zone, or from jemalloc's usual arenas while the class has none. */
-static inline void *be_alloc_class(unsigned c, size_t size, int flags)
+/* p in the zone: true, and *cls is its class (a subtract, a compare, a shift and a byte load). */
+static inline bool be_zone_lookup(const void *p, unsigned *cls)
 {
-    int f = __atomic_load_n(&be_class_flags[c], __ATOMIC_ACQUIRE);
-    if (f <= 0) return be_alloc(size, flags);
-    void *p = mallocx(size, f | flags);
-    /* jemalloc's thread cache serves a bin before it asks the arena we named, and it may still
-     * hold objects of this size from arena 0, cached before this arena existed.  NULL: the
-     * class's range cannot grow (RLIMIT_AS, or the range is full). */
-    if (__builtin_expect(!p || (((uintptr_t)p - be_zone_base) >> BE_ZONE_SHIFT) != c, 0))
-        p = be_alloc_class_unstray(c, size, f | flags, p);
+    uintptr_t d = (uintptr_t)p - BE_ZONE_BASE;
+    if (d >= atomic_load_explicit(&be_zone_used, memory_order_relaxed)) return false;
+    *cls = *((const uint8_t *)BE_MAP_BASE + (d >> BE_ZONE_LG_PAGE));
+    return true;
+}
+static inline bool be_in_zone(const void *p)
+{
+    return (uintptr_t)p - BE_ZONE_BASE < atomic_load_explicit(&be_zone_used, memory_order_relaxed);
+}
+
+/* Start-up: the zone (its arena is made on the first miss).  false: no zone. */
+bool be_zone_init(void);
+/* The flags a caller passes to be_alloc_class/be_free_class ("zone flags"): the zone arena and
+ * a jemalloc cache of the caller's own, which only the caller may use (one thread at a time).
+ * 0: no zone (allocate as usual).  If no cache can be made, the flags say "no cache" (every miss
+ * then takes the arena's bin lock). */
+int be_zone_flags_new(void);
+/* For a caller without flags of its own (a thread without a P): the zone arena, no cache. */
+int be_zone_flags_shared(void);
+/* The caller is done with zf: its cache goes back to the arena (objects back to their slabs)
+ * and is destroyed.  A cache is not emptied while in use: like jemalloc's own, it holds at most
+ * a bin's worth of each class (20 to 200 objects), and only while its P allocates. */
+void be_zone_flags_release(int zf);
+
+/* Misses that skip the zone after it failed to grow (address-space limit or range full): each
+ * try costs jemalloc a failing mmap, so the zone is tried again only every so often. */
+extern __attribute__((visibility("hidden"))) _Atomic unsigned be_zone_backoff;
+void *be_alloc_class_outside(size_t size, int flags, int zf, void *p);
+/* p (NULL or not) in the zone: writes its page's map byte (class c) and returns true. */
+static inline bool be_zone_mark(const void *p, unsigned c)
+{
+    uintptr_t d = (uintptr_t)p - BE_ZONE_BASE;
+    if (__builtin_expect(d >= atomic_load_explicit(&be_zone_used, memory_order_relaxed), 0))
+        return false;
+    /* Relaxed: the byte reaches whoever frees p through whatever hands p over.  Written only if
+     * it changes, so that the map's lines stay shared between CPUs. */
+    uint8_t *m = (uint8_t *)BE_MAP_BASE + (d >> BE_ZONE_LG_PAGE);
+    if (__atomic_load_n(m, __ATOMIC_RELAXED) != c) __atomic_store_n(m, (uint8_t)c, __ATOMIC_RELAXED);
+    return true;
+}
+/* A fresh object of class c (exactly `size` bytes, sp_class_size[c]), from the zone when zf says
+ * so; its page's map byte is set before it is returned (see above).  If the zone cannot grow, an
+ * object from jemalloc's usual arenas (outside the zone: free() then pools it by its size). */
+static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
+{
+    if (zf == 0) return be_alloc(size, flags);
+    void *p = NULL;
+    if (__builtin_expect(atomic_load_explicit(&be_zone_backoff, memory_order_relaxed) == 0, 1))
+        p = mallocx(size, zf | flags);
+    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(size, flags, zf, p);
     return p;
 }
-static inline bool be_class_zoned(unsigned c)
+/* Frees an object of class size `size` that a pool held (errno preserved): a zone object into the
+ * caller's cache (zf) or straight to its arena, any other one as usual. */
+static inline void be_free_class(void *p, size_t size, int zf)
 {
-    return __atomic_load_n(&be_class_flags[c], __ATOMIC_RELAXED) > 0;
+    int e = errno;
+    if (be_in_zone(p)) {
+        int tc = zf & 0xfff00;                     /* the cache bits only (MALLOCX_TCACHE) */
+        sdallocx(p, size, tc ? tc : MALLOCX_TCACHE_NONE);
+    } else {
+        sdallocx(p, size, 0);
+    }
+    errno = e;
 }
-void *be_alloc_class_after_oom(unsigned c, size_t size, int flags);
+void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf);
 
 /* jemalloc 5.3's own malloc/free have fast paths that mallocx/dallocx lack (measured: ~80 vs
  * ~290 instructions per pair).  Our malloc/free shadow them, so they are looked up in
@@ -142,18 +196,32 @@ static inline void be_free(void *p) { free(p); }
 static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
 static inline void *be_alloc_internal(size_t n, int flags) { return be_alloc(n, flags); }
 static inline void be_free_internal(void *p) { free(p); }
-static const uintptr_t be_zone_base = 0, be_zone_span = 0;
-static inline bool be_zone_init(const uint32_t *size, unsigned n) { (void)size; (void)n; return false; }
-static inline void *be_alloc_class(unsigned c, size_t size, int flags)
+static const uintptr_t be_zone_used = 0;   /* no zone: every pointer is outside */
+static inline bool be_zone_lookup(const void *p, unsigned *cls)
 {
-    (void)c;
+    (void)p; (void)cls;
+    return false;
+}
+static inline bool be_in_zone(const void *p) { (void)p; return false; }
+static inline bool be_zone_init(void) { return false; }
+static inline int be_zone_flags_new(void) { return 0; }
+static inline int be_zone_flags_shared(void) { return 0; }
+static inline void be_zone_flags_release(int zf) { (void)zf; }
+static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
+{
+    (void)c; (void)zf;
     return be_alloc(size, flags);
 }
-static inline bool be_class_zoned(unsigned c) { (void)c; return false; }
-static inline bool be_class_arena_create(unsigned c) { (void)c; return false; }
-static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags)
+static inline void be_free_class(void *p, size_t size, int zf)
 {
-    (void)c; (void)size; (void)flags;
+    (void)size; (void)zf;
+    int e = errno;
+    free(p);
+    errno = e;
+}
+static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf)
+{
+    (void)c; (void)size; (void)flags; (void)zf;
     return NULL;
 }
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }

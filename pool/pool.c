@@ -211,7 +211,7 @@ static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, vo
             o->count++;
             continue;
         }
-        be_free_keep_errno(v[i], sp_class_size[cls]);
+        be_free_class(v[i], sp_class_size[cls], t->proc->zone_flags);
         sp_count(t->proc, cls, SP_C_OVERFLOW);
     }
 }
@@ -297,17 +297,23 @@ void *sp_get_rest(struct sp_thread *t, size_t cls)
     return x;
 }
 
+void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags)
+{
+    struct sp_proc *p = t->proc;
+    if (SP_UNLIKELY(p->zone_flags == 0)) p->zone_flags = be_zone_flags_new();
+    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, p->zone_flags);
+    if (SP_UNLIKELY(x == NULL) &&
+        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, p->zone_flags)))
+        errno = ENOMEM;
+    return x;
+}
+
 void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
 {
     void *x = sp_get_more(t, cls);
     sp_rcu_exit(&t->rcu);
     if (x) return x;
-    /* A miss: a fresh backend object of exactly this class. */
-    x = be_alloc_class((unsigned)cls, sp_class_size[cls], 0);
-    if (SP_UNLIKELY(x == NULL) &&
-        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], 0)))
-        errno = ENOMEM;
-    return x;
+    return sp_pool_alloc_class(t, cls, 0);   /* a miss */
 }
 
 /* Past the private slot (or a Put that must refresh first).  Inside a section; ACTIVE. */
@@ -316,8 +322,17 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
     if (g->seq != t->gen_seq || pb == NULL) {
+        /* No memory for my pblock in this generation: try again only every 64th Put (each try
+         * may cost a failing mmap); meanwhile the caller frees to the backend. */
+        if (g->seq == t->gen_seq && t->pb_retry != 0) {
+            t->pb_retry--;
+            return false;
+        }
         pb = sp_pblock_refresh(t, g, true);
-        if (pb == NULL) return false;           /* no memory for a pblock */
+        if (pb == NULL) {
+            t->pb_retry = 63;
+            return false;
+        }
     }
     struct sp_own *o = &pb->own[cls];
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
@@ -337,6 +352,9 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
         o->count++;
         return true;
     }
+    /* No memory for a new ring: count the chain as full, so that only every 64th refusal tries
+     * again (the recount above), not every Put (each try may cost a failing mmap). */
+    o->count = sp_cap[cls];
 overflow:
     sp_count(t->proc, cls, SP_C_OVERFLOW);
     return false;
@@ -353,7 +371,7 @@ bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     bool ok = sp_put_more(t, cls, x);
     sp_rcu_exit(&t->rcu);
-    if (!ok) be_free_keep_errno(x, sp_class_size[cls]);
+    if (!ok) be_free_class(x, sp_class_size[cls], t->proc->zone_flags);
     return true;
 }
 
@@ -398,6 +416,12 @@ void sp_thread_detach(struct sp_thread *t)
     sp_rcu_unregister(&t->rcu);
     struct sp_proc *p = t->proc;
     sp_pool_forget(t);
+    /* My P's backend cache keeps its objects for the next owner of the P, but none may come:
+     * back to the arena with them (as jemalloc flushes an exiting thread's cache). */
+    if (p) {
+        be_zone_flags_release(p->zone_flags);
+        p->zone_flags = 0;
+    }
     /* Release: all I did as this P happens-before what its next owner does. */
     if (p) sp_proc_release(p);
 }

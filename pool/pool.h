@@ -78,6 +78,7 @@ struct sp_thread {
     struct sp_proc *proc;         /* my P */
     uint64_t gen_seq;             /* generation that `pb` belongs to */
     struct sp_pblock *pb;         /* my pblock in it, or NULL if I have none there yet */
+    uint32_t pb_retry;            /* Puts to refuse before trying again to make pb (no memory) */
 };
 extern __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
 
@@ -107,6 +108,9 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
  * put): a miss returns a fresh backend object of the class (NULL only if the backend has no
  * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
 void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
+/* A fresh backend object of class cls (a miss), through my P's zone flags (ACTIVE threads only:
+ * they have a P); flags: BE_ZERO or 0.  NULL: no memory (errno ENOMEM). */
+void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags);
 bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always true */
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);

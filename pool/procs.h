@@ -1,5 +1,5 @@
 /* procs.h — "P": a dense, recycled per-thread slot id (design decision 3), and the per-P state
- * that outlives a generation: the statistics counters.
+ * that outlives a generation: the statistics counters and the P's backend cache.
  *
  * A thread takes a free id on its first allocation and gives it back when it exits; the next
  * thread to take the id inherits that P's cached objects (they stay in the pools) and continues
@@ -19,13 +19,15 @@
 enum sp_counter {
     SP_C_HIT_PRIVATE, SP_C_HIT_SHARED, SP_C_STEAL, SP_C_HIT_VICTIM, SP_C_MISS,
     SP_C_PUT, SP_C_OVERFLOW,
-    SP_C_UNZONED,       /* frees of pooled-size objects while the class had no arena (shim) */
     SP_NCOUNTERS
 };
 
 struct sp_proc {
     _Atomic uint32_t in_use;
     uint32_t id;
+    /* The backend's zone flags of this P (its zone arena and its own cache, backend.h), made on
+     * its first miss; 0: not yet.  Owner-only, like the cache they name. */
+    int zone_flags;
     uint64_t cnt[SP_NCOUNTERS][SP_MAX_CLASSES];   /* [counter][class]: index = class * 8 + const */
 } __attribute__((aligned(128)));
 
@@ -44,7 +46,9 @@ struct sp_proc *sp_proc_acquire(void);
 void sp_proc_release(struct sp_proc *p);
 /* The P with this id, or NULL if its chunk was never allocated. */
 struct sp_proc *sp_proc_get(uint32_t id);
-/* In a forked child: every id but `keep` (may be NULL) belongs to a thread that no longer exists. */
+/* In a forked child: every id but `keep` (may be NULL) belongs to a thread that no longer exists.
+ * Their backend caches are dropped too (a thread may have been inside one when it vanished);
+ * what they held stays allocated in the child, as jemalloc's own dead threads' caches do. */
 void sp_proc_release_all_but(struct sp_proc *keep);
 
 static inline void sp_count(struct sp_proc *p, unsigned cls, enum sp_counter c)

@@ -3,10 +3,9 @@
  *
  * A request of n <= sp_max_size bytes is served by the pool of its class; everything else goes
  * to the backend.  Every object the pools hand out is a backend object of exactly its class,
- * from its class's range of the zone (backend.h), so free() reads the class from the address.
- * A pooled-size object outside the zone (allocated before its class's arena existed, or by
- * jemalloc for someone else) is a "stray": it goes back to jemalloc; a class that has no arena
- * at all (no zone) is pooled by jemalloc's usable size instead. */
+ * normally from the zone (backend.h), so free() reads the class from the zone's page map.  A
+ * pooled-size object outside the zone (allocated before start-up, while the zone could not
+ * grow, or every one when there is no zone) is pooled by jemalloc's usable size instead. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -29,12 +28,13 @@ static SP_NOINLINE void sp_backend_free(void *p, size_t size)
     be_free_keep_errno(p, size);
 }
 
-/* A fresh object of exactly class c, from its arena (a pool miss, or a thread that does not use
- * the pools). */
-static SP_NOINLINE void *sp_alloc_class(size_t c, int flags)
+/* A fresh object of exactly class c for a thread that does not use the pools (no P, so no cache
+ * of its own: the zone's shared flags). */
+static SP_NOINLINE void *sp_alloc_class_unpooled(size_t c, int flags)
 {
-    void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags);
-    if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags)))
+    int zf = be_zone_flags_shared();
+    void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags, zf);
+    if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags, zf)))
         errno = ENOMEM;
     return p;
 }
@@ -42,7 +42,7 @@ static SP_NOINLINE void *sp_alloc_class(size_t c, int flags)
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
 /* Everything after a missed private slot, inside the read-side section the fast path opened. */
-/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the class's arena.
+/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the zone.
  * (A request that maps to class c is served by c's size.  Before start-up sp_max_size is 0:
  * only malloc(0) gets here, with no classes yet.) */
 static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
@@ -50,7 +50,7 @@ static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_malloc(sp_class_size[c]);
     if (!sp_max_size) return sp_backend_alloc(1, 0);
-    return sp_alloc_class(c, 0);
+    return sp_alloc_class_unpooled(c, 0);
 }
 
 /* The second step, own shared head, inline; everything else by tail calls, so this function
@@ -78,7 +78,7 @@ static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
-    sp_backend_free(p, sp_class_size[c]);
+    be_free_class(p, sp_class_size[c], 0);   /* a zone object: never into jemalloc's tcache */
     return true;
 }
 
@@ -93,23 +93,8 @@ static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
     return sp_put_rest_or_free(t, c, p);
 }
 
-/* A class asks for its arena in the zone once one thread has freed this many of its objects
- * while it had none (and again every as many, if the backend's budget said no): steady use, for
- * which the arena's ~88 KiB of metadata is worth a free() without a lookup.  Until then the
- * class is pooled by jemalloc's usable size. */
-#define SP_HOT_FREES 4096
-
-static void sp_class_heat(size_t c)
-{
-    struct sp_thread *t = &sp_self;
-    if (t->state != SP_T_ACTIVE) return;
-    sp_count(t->proc, (unsigned)c, SP_C_UNZONED);
-    if ((t->proc->cnt[SP_C_UNZONED][c] & (SP_HOT_FREES - 1)) == 0)
-        (void)be_class_arena_create((unsigned)c);
-}
-
-/* A pointer outside the zone (or NULL): large, over-aligned, a stray, of a class that has no
- * arena yet, or every pointer when there is no zone. */
+/* A pointer outside the zone (or NULL): large, over-aligned, a pooled-size object from outside
+ * the zone, or every pointer when there is no zone. */
 static SP_NOINLINE void sp_free_other(void *p)
 {
     if (p == NULL) return;
@@ -118,24 +103,8 @@ static SP_NOINLINE void sp_free_other(void *p)
         return;
     }
     size_t size = be_usable(p);
-    if (size <= sp_max_size) {
-        size_t c = sp_size_class(size);
-        if (!be_class_zoned((unsigned)c)) {        /* no arena for this class: pool by size */
-            sp_class_heat(c);
-            (void)sp_pool_put_or(c, p, sp_free_rest);
-            return;
-        }
-        /* A stray: back to its own arena, bypassing the thread cache, whose bin for this class
-         * must hold only zone objects (or the next pool misses would get this one back).  For
-         * the statistics it is a Put the pool refused: released at once. */
-        struct sp_thread *t = &sp_self;
-        if (t->state == SP_T_ACTIVE) {
-            __atomic_fetch_add(&t->proc->cnt[SP_C_PUT][c], 1, __ATOMIC_RELAXED);  /* see procs.h */
-            sp_count(t->proc, (unsigned)c, SP_C_OVERFLOW);
-        }
-        int e = errno;
-        be_free_sized(p, size, BE_NO_TCACHE);
-        errno = e;
+    if (size <= sp_max_size) {                     /* exactly a class's size: pool it */
+        (void)sp_pool_put_or(sp_size_class(size), p, sp_free_rest);
         return;
     }
     sp_backend_free(p, size);
@@ -143,15 +112,15 @@ static SP_NOINLINE void sp_free_other(void *p)
 
 void sp_free(void *p)
 {
-    uintptr_t d = (uintptr_t)p - be_zone_base;
-    if (SP_LIKELY(d < be_zone_span)) {
-        (void)sp_pool_put_or(d >> BE_ZONE_SHIFT, p, sp_free_rest);
+    unsigned c;
+    if (SP_LIKELY(be_zone_lookup(p, &c))) {
+        (void)sp_pool_put_or(c, p, sp_free_rest);
         return;
     }
     sp_free_other(p);
 }
 
-/* C++ sized delete: the address says the class as it does for free (the size is not needed). */
+/* C++ sized delete: the zone says the class as it does for free (the size is not needed). */
 void sp_free_sized(void *p, size_t n)
 {
     (void)n;
@@ -172,17 +141,17 @@ static void *sp_calloc(size_t count, size_t size)
         size_t c = sp_size_class(n);
         void *p = sp_pool_get(c);
         if (SP_LIKELY(p != NULL)) return memset(p, 0, n);   /* pooled objects are dirty */
-        return sp_alloc_class(c, BE_ZERO);
+        return sp_pool_alloc_class(&sp_self, c, BE_ZERO);
     }
-    if (n <= sp_max_size && n) return sp_alloc_class(sp_size_class(n), BE_ZERO);
+    if (n <= sp_max_size && n) return sp_alloc_class_unpooled(sp_size_class(n), BE_ZERO);
     return sp_backend_alloc(n, BE_ZERO);
 }
 
 /* Usable size of a live object: its class's size inside the zone, else jemalloc's. */
 static size_t sp_size_of(void *p)
 {
-    uintptr_t d = (uintptr_t)p - be_zone_base;
-    return d < be_zone_span ? sp_class_size[d >> BE_ZONE_SHIFT] : be_usable(p);
+    unsigned c;
+    return be_zone_lookup(p, &c) ? sp_class_size[c] : be_usable(p);
 }
 
 static void *sp_realloc(void *p, size_t n)
@@ -196,9 +165,9 @@ static void *sp_realloc(void *p, size_t n)
     bool old_pooled = old <= sp_max_size;
     /* Same class: nothing to do. */
     if (old_pooled && n <= sp_max_size && sp_size_class(n) == sp_size_class(old)) return p;
-    /* Into or out of the pooled sizes: move it ourselves, so the new object comes from its
-     * class's arena and the old one goes back to its pool (jemalloc's rallocx would keep a
-     * zone object's arena for the new size, outside the class's range of sizes). */
+    /* Into or out of the pooled sizes: move it ourselves, so the new object comes from the pool
+     * (or the zone) and the old one goes back to its pool (jemalloc's rallocx would resize a
+     * zone object in place, behind the back of the zone's page map). */
     if (old_pooled || n <= sp_max_size) {
         void *q = sp_malloc(n);
         if (SP_UNLIKELY(q == NULL)) return NULL;  /* errno ENOMEM; p stays valid */

@@ -97,9 +97,9 @@ __attribute__((constructor)) static void sp_init(void)
     if (!sp_cfg.disable && sp_cfg.max_size > 0) {
         size_t max = sp_sizeclass_init(sp_cfg.max_size);
         if (sp_pool_init(sp_cfg.cache_bytes)) {
-            /* Pooled objects come from per-class arenas in the zone (backend.h), so free() reads
-             * the class from the address.  Without a zone, free() asks jemalloc for the size. */
-            be_zone_init(sp_class_size, sp_nclasses);
+            /* Pooled objects come from the zone (backend.h), so free() reads the class from
+             * its page map.  Without a zone, free() asks jemalloc for the size. */
+            be_zone_init();
             /* With rotation on, the rotation thread also decides when jemalloc's dirty pages go
              * back to the kernel (docs/design.md, "Purging"). */
             sp_rotator_configure(sp_cfg.rotate_ms,
