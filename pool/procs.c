@@ -12,7 +12,8 @@ static struct sp_proc *sp_proc_chunk(uint32_t chunk, bool create)
     struct sp_proc *fresh = be_alloc_internal(sizeof(struct sp_proc) * SP_PROC_CHUNK,
                                      BE_ZERO | BE_ALIGN(128));
     if (!fresh) return NULL;
-    for (uint32_t i = 0; i < SP_PROC_CHUNK; i++) fresh[i].id = chunk * SP_PROC_CHUNK + i;
+    /* Left untouched (ids are written on acquire): a chunk is 64 Ps of ~2.3 KB each, and a small
+     * program uses one or two, so the rest stay fresh zero pages that cost no memory. */
     /* Two threads may race to create the chunk; the loser frees its copy. */
     if (!atomic_compare_exchange_strong_explicit(&sp_proc_dir[chunk], &c, fresh,
                                                  memory_order_acq_rel, memory_order_acquire)) {
@@ -40,6 +41,7 @@ struct sp_proc *sp_proc_acquire(void)
              * did as this P happens-before what we do as this P. */
             atomic_compare_exchange_strong_explicit(&p->in_use, &free_, 1, memory_order_acquire,
                                                     memory_order_relaxed)) {
+            p->id = id;
             uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_relaxed);
             while (n <= id && !atomic_compare_exchange_weak_explicit(
                                   &sp_nprocs, &n, id + 1, memory_order_release, memory_order_relaxed))
