@@ -9,6 +9,7 @@
  *   3. allocate N objects of class B: some land on pages that held A objects (the test checks
  *      that this happened often enough over all pairs, or it proves nothing), and for every one
  *      malloc_usable_size() must be B's size: a stale map byte would say A's;
+ *      and no object may be handed out twice (most of these are misses);
  *   4. each B object is filled to its end and freed; then allocating class B again must give
  *      back objects whose usable size is still B's (a Put into the wrong class's pool would
  *      hand out a short object here: the fill of step 3 would overrun it under a checker, and
@@ -64,6 +65,14 @@ static int round_trip(size_t a, size_t b)
         reused += on_a_page((uintptr_t)objs[i] >> 12);
     }
     CHECK(ub >= b && ub != ua, "sizes %zu and %zu: usable sizes %zu and %zu", a, b, ua, ub);
+    /* Every one distinct (most of these are misses, fresh from the zone). */
+    for (int i = 0; i < N; i++)
+        pages_a[i] = (uintptr_t)objs[i];
+    qsort(pages_a, N, sizeof pages_a[0], cmp_uptr);
+    int dup = 0;
+    for (int i = 1; i < N; i++)
+        dup += pages_a[i] == pages_a[i - 1];
+    CHECK(dup == 0, "%zu then %zu: %d objects handed out twice", a, b, dup);
     CHECK(wrong == 0, "%zu then %zu: %d objects with another usable size", a, b, wrong);
     for (int i = 0; i < N; i++)
         free(objs[i]);
