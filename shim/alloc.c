@@ -78,7 +78,7 @@ static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
-    be_free_class(p, sp_class_size[c], 0);   /* a zone object: never into jemalloc's tcache */
+    be_free_class(p, sp_class_size[c], 0);   /* zone objects bypass jemalloc's thread cache */
     return true;
 }
 
