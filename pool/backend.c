@@ -231,9 +231,8 @@ _Atomic unsigned be_zone_backoff;
 /* p: what the zone gave (NULL: it could not grow, or it is in backoff).  The fallback comes
  * from jemalloc's usual arenas, through the thread's own jemalloc cache (it is not a zone
  * object, so it may go there), and is pooled by its size when freed. */
-void *be_alloc_class_outside(size_t size, int flags, int zf, void *p)
+void *be_alloc_class_outside(size_t size, int flags, void *p)
 {
-    (void)zf;
     if (p) return p;                           /* not in the zone: cannot happen, but harmless */
     unsigned b = atomic_load_explicit(&be_zone_backoff, memory_order_relaxed);
     if (b == 0)

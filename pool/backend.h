@@ -78,7 +78,7 @@ void be_zone_flags_release(int zf);
 /* Misses that skip the zone after it failed to grow (address-space limit or range full): each
  * try costs jemalloc a failing mmap, so the zone is tried again only every so often. */
 extern __attribute__((visibility("hidden"))) _Atomic unsigned be_zone_backoff;
-void *be_alloc_class_outside(size_t size, int flags, int zf, void *p);
+void *be_alloc_class_outside(size_t size, int flags, void *p);
 /* p (NULL or not) in the zone: writes its page's map byte (class c) and returns true. */
 static inline bool be_zone_mark(const void *p, unsigned c)
 {
@@ -100,7 +100,7 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
     void *p = NULL;
     if (__builtin_expect(atomic_load_explicit(&be_zone_backoff, memory_order_relaxed) == 0, 1))
         p = mallocx(size, zf | flags);
-    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(size, flags, zf, p);
+    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(size, flags, p);
     return p;
 }
 /* Frees an object of class size `size` that a pool held (errno preserved): a zone object into the
