@@ -164,10 +164,19 @@ bool be_zone_init(void)
  * address-space limit leaves one unable to grow while another sits on free memory); the P
  * caches in front of it batch its bin locks.  It costs ~88 KiB of jemalloc metadata, taken from
  * the zone too through the hooks (never handed out, so never seen by free()). */
+static _Atomic unsigned be_zone_arena_retry;   /* calls to skip after arenas.create failed */
+
 static int be_zone_arena_flags(void)
 {
     unsigned a = atomic_load_explicit(&be_zone_arena, memory_order_acquire);
     if (a == 0) {
+        /* Making the arena failed (its range taken by someone else, or no memory): each try
+         * costs a failing mmap, and the caller asks on every miss; try again every 4096th. */
+        unsigned r = atomic_load_explicit(&be_zone_arena_retry, memory_order_relaxed);
+        if (r != 0) {
+            atomic_store_explicit(&be_zone_arena_retry, r - 1, memory_order_relaxed);  /* approximate */
+            return 0;
+        }
         pthread_mutex_lock(&be_zone_arena_lock);
         a = atomic_load_explicit(&be_zone_arena, memory_order_relaxed);
         if (a == 0) {
@@ -177,6 +186,8 @@ static int be_zone_arena_flags(void)
             if (mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0) {
                 a = ind + 1;
                 atomic_store_explicit(&be_zone_arena, a, memory_order_release);
+            } else {
+                atomic_store_explicit(&be_zone_arena_retry, 4096, memory_order_relaxed);
             }
         }
         pthread_mutex_unlock(&be_zone_arena_lock);
