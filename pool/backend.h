@@ -18,11 +18,12 @@
 
 /* ---- The zone: where pooled objects live, and a byte per page that says their class ----------
  * Pooled objects come from a jemalloc arena of our own whose memory comes only from one address
- * range, [BE_ZONE_BASE, + be_zone_used), mapped on demand by extent hooks (backend.c).  jemalloc carves its slabs from it
- * as it does from any memory, so pages go from one class to another as in jemalloc itself.
- * Below the range lies the class map: one byte per 4 KiB page, holding the class of the objects
- * that start on that page.  So for any pointer p, d = p - BE_ZONE_BASE < be_zone_used means p is
- * a pooled object and be_zone_class(d) its class: free() needs no lookup in jemalloc.
+ * range, [BE_ZONE_BASE, + be_zone_used), mapped on demand by extent hooks (backend.c).  jemalloc
+ * carves its slabs from it as it does from any memory, so pages go from one class to another as
+ * in jemalloc itself.  Below the range lies the class map: one byte per 4 KiB page, holding the
+ * class of the objects that start on that page.  So for any pointer p, d = p - BE_ZONE_BASE <
+ * be_zone_used means p is a pooled object and map[d >> 12] its class (be_zone_lookup): free()
+ * needs no lookup in jemalloc.
  *
  * Why the map is exact: a slab holds objects of one class, and its pages belong to no other slab
  * while it exists.  Every zone object reaches the application through be_alloc_class, which
@@ -82,9 +83,8 @@ void *be_alloc_class_outside(size_t size, int flags, void *p);
 /* p (NULL or not) in the zone: writes its page's map byte (class c) and returns true. */
 static inline bool be_zone_mark(const void *p, unsigned c)
 {
+    if (__builtin_expect(!be_in_zone(p), 0)) return false;
     uintptr_t d = (uintptr_t)p - BE_ZONE_BASE;
-    if (__builtin_expect(d >= atomic_load_explicit(&be_zone_used, memory_order_relaxed), 0))
-        return false;
     /* Relaxed: the byte reaches whoever frees p through whatever hands p over.  Written only if
      * it changes, so that the map's lines stay shared between CPUs. */
     uint8_t *m = (uint8_t *)BE_MAP_BASE + (d >> BE_ZONE_LG_PAGE);
@@ -196,7 +196,7 @@ static inline void be_free(void *p) { free(p); }
 static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
 static inline void *be_alloc_internal(size_t n, int flags) { return be_alloc(n, flags); }
 static inline void be_free_internal(void *p) { free(p); }
-static const uintptr_t be_zone_used = 0;   /* no zone: every pointer is outside */
+/* No zone: every pointer is outside. */
 static inline bool be_zone_lookup(const void *p, unsigned *cls)
 {
     (void)p; (void)cls;
