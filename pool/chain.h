@@ -27,6 +27,23 @@ static inline bool sp_chain_push_head(struct sp_dequeue **head, struct sp_dequeu
     return sp_chain_push_slow(head, tail, val);
 }
 
+/* Owner only: pushes vals[0..n) in order, as n pushHeads would, with one head add per ring
+ * used.  Returns how many were pushed (fewer than n only when no ring could be allocated). */
+static inline uint32_t sp_chain_push_head_n(struct sp_dequeue **head,
+                                            struct sp_dequeue *_Atomic *tail, void *const *vals,
+                                            uint32_t n)
+{
+    uint32_t done = 0;
+    while (done < n) {
+        if (*head) done += sp_dequeue_push_head_n(*head, vals + done, n - done);
+        if (done == n) break;
+        /* The newest ring is full (or there is none): a new, larger ring takes the next one. */
+        if (!sp_chain_push_slow(head, tail, vals[done])) break;
+        done++;
+    }
+    return done;
+}
+
 /* Owner only. */
 static inline void *sp_chain_pop_head(struct sp_dequeue *head)
 {

@@ -57,6 +57,29 @@ static inline bool sp_dequeue_push_head(struct sp_dequeue *d, void *val)
     return true;
 }
 
+/* Producer only: pushHead for a batch, with one release add for all of it.  Pushes vals[0..k)
+ * for the largest k <= n that fits, and returns k (0: full). */
+static inline uint32_t sp_dequeue_push_head_n(struct sp_dequeue *d, void *const *vals, uint32_t n)
+{
+    uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
+    uint32_t head = (uint32_t)(ht >> 32), tail = (uint32_t)ht;
+    /* Free slots by this (possibly stale) tail: a stale tail only undercounts them. */
+    uint32_t room = d->mask + 1 - (head - tail);
+    if (n > room) n = room;
+    uint32_t k = 0;
+    for (; k < n; k++) {
+        void *_Atomic *slot = &d->vals[(head + k) & d->mask];
+        /* Each slot as in pushHead: non-NULL is still a consumer's (its batch may clear slots
+         * out of order with another consumer's); acquire pairs with its release of NULL.  Stop
+         * there: the slots handed over must be contiguous from head. */
+        if (atomic_load_explicit(slot, memory_order_acquire) != NULL) break;
+        atomic_store_explicit(slot, vals[k], memory_order_relaxed);
+    }
+    /* One head add hands all k slots to consumers; release orders every value store before it. */
+    if (k) atomic_fetch_add_explicit(&d->head_tail, (uint64_t)k << 32, memory_order_release);
+    return k;
+}
+
 /* Producer only.  Returns NULL if the ring is empty. */
 static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
 {

@@ -195,22 +195,25 @@ void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES])
 #define SP_STEAL_MAX 32
 
 /* The rest of a batch steal becomes mine: my private slot if it is empty, then my shared
- * chain, as far as the cap allows; the remainder goes back to the backend (counted as released).
- * Not counted as Puts: each was put once, by the P it was stolen from.  t->pb belongs to g. */
+ * chain (one head add for the lot), as far as the cap allows; the remainder goes back to the
+ * backend (counted as overflow).  Not counted as Puts: each was put once, by the P it was stolen
+ * from.  t->pb belongs to g. */
 static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, void **v,
                            uint32_t n)
 {
     struct sp_pblock *pb = t->pb ? t->pb : sp_pblock_refresh(t, g, true);
-    for (uint32_t i = 0; i < n; i++) {
-        if (pb && pb->private_[cls] == NULL) {
-            pb->private_[cls] = v[i];
-            continue;
-        }
-        struct sp_own *o = pb ? &pb->own[cls] : NULL;
-        if (o && o->count + 1 < sp_cap[cls] && sp_chain_push_head(&o->head, &pb->tail[cls], v[i])) {
-            o->count++;
-            continue;
-        }
+    uint32_t kept = 0;
+    if (pb) {
+        if (pb->private_[cls] == NULL) pb->private_[cls] = v[kept++];
+        struct sp_own *o = &pb->own[cls];
+        /* cap counts the private slot, which is full by now. */
+        uint32_t room = o->count + 1 < sp_cap[cls] ? sp_cap[cls] - 1 - o->count : 0;
+        uint32_t k = n - kept < room ? n - kept : room;
+        k = sp_chain_push_head_n(&o->head, &pb->tail[cls], v + kept, k);
+        o->count += k;
+        kept += k;
+    }
+    for (uint32_t i = kept; i < n; i++) {
         be_free_class(v[i], sp_class_size[cls], t->proc->zone_flags);
         sp_count(t->proc, cls, SP_C_OVERFLOW);
     }

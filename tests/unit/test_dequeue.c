@@ -1,8 +1,9 @@
 /* Go's TestPoolDequeue and TestPoolChain in C: one producer pushes 0..N-1 (with a popHead after
- * every 10th push), several consumers popTail; every value must be received exactly once, and at
- * least one popHead must have succeeded.  Consumers 0 and 1 pop one value at a time (popTail),
- * consumers 2 and 3 batches of up to 4 and 16 (the batch steal).  The ring starts 500 below 2^32 so the 32-bit indices
- * wrap during the test.  Built against the pool core; CI runs it under ThreadSanitizer. */
+ * every 10th push, and every 7th step a batch of 1..8 values by pushHead_n), several consumers
+ * popTail; every value must be received exactly once, and at least one popHead must have
+ * succeeded.  Consumers 0 and 1 pop one value at a time (popTail), consumers 2 and 3 batches of
+ * up to 4 and 16 (the batch steal).  The ring starts 500 below 2^32 so the 32-bit indices wrap
+ * during the test.  Built against the pool core; CI runs it under ThreadSanitizer. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -68,10 +69,34 @@ static void *consumer(void *arg)
     return NULL;
 }
 
+/* Pushes values [i, i + n) with the batch push; yields while the plain ring is full. */
+static void push_batch(long i, uint32_t n)
+{
+    void *v[8];
+    for (uint32_t k = 0; k < n; k++) v[k] = val_of(i + k);
+    uint32_t pushed = 0;
+    while (pushed < n) {
+        uint32_t left = n - pushed;
+        uint32_t k = use_chain ? sp_chain_push_head_n(&chain_head, &chain_tail, v + pushed, left)
+                               : sp_dequeue_push_head_n(ring, v + pushed, left);
+        CHECK(k <= left, "batch push claims %u of %u values", k, left);
+        pushed += k;
+        if (pushed < n) sched_yield();     /* ring full (only the plain ring can be) */
+    }
+}
+
 static void *producer(void *arg)
 {
     (void)arg;
-    for (long i = 0; i < N; i++) {
+    for (long i = 0; i < N;) {
+        /* Every 7th step pushes a batch of 1..8 values (a batch steal's rest, kept by the thief). */
+        if (i % 7 == 3) {
+            uint32_t n = (uint32_t)(i % 8) + 1;
+            if (n > N - i) n = (uint32_t)(N - i);
+            push_batch(i, n);
+            i += n;
+            continue;
+        }
         for (;;) {
             bool ok = use_chain ? sp_chain_push_head(&chain_head, &chain_tail, val_of(i))
                                 : sp_dequeue_push_head(ring, val_of(i));
@@ -85,6 +110,7 @@ static void *producer(void *arg)
                 record(v);
             }
         }
+        i++;
     }
     return NULL;
 }
