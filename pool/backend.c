@@ -199,29 +199,36 @@ static int be_zone_arena_flags(void)
     return MALLOCX_ARENA(a - 1);
 }
 
-/* A fresh explicit cache: MALLOCX_TCACHE flags, or MALLOCX_TCACHE_NONE if none can be made. */
-static int be_zone_cache_new(void)
-{
-    unsigned tc;
-    size_t len = sizeof tc;
-    if (mallctl("tcache.create", &tc, &len, NULL, 0) != 0) return MALLOCX_TCACHE_NONE;
-    return MALLOCX_TCACHE(tc);
-}
+/* thread.arena's and thread.tcache.flush's MIBs, looked up once (under the arena lock). */
+static size_t be_thread_arena_mib[2], be_thread_flush_mib[3];
+static bool be_thread_mibs_ok;
 
-/* The cache of zone flags zf, if it has one: its index. */
-static bool be_zone_cache_of(int zf, unsigned *tc)
-{
-    int bits = (zf >> 8) & 0xfff;              /* MALLOCX_TCACHE(tc) = (tc + 2) << 8 */
-    if (bits < 2) return false;                /* no zone, or no cache (TCACHE_NONE is 1) */
-    *tc = (unsigned)bits - 2;
-    return true;
-}
-
-int be_zone_flags_new(void)
+int be_zone_bind(void)
 {
     if (!be_zone_on) return 0;
     int f = be_zone_arena_flags();
-    return f ? f | be_zone_cache_new() : 0;
+    if (!f) return 0;
+    unsigned zone = (unsigned)(f >> 20) - 1, old = 0;    /* MALLOCX_ARENA(a) = (a + 1) << 20 */
+    size_t len = sizeof old, miblen = 2, flushlen = 3;
+    pthread_mutex_lock(&be_zone_arena_lock);
+    if (!be_thread_mibs_ok)
+        be_thread_mibs_ok =
+            mallctlnametomib("thread.arena", be_thread_arena_mib, &miblen) == 0 &&
+            mallctlnametomib("thread.tcache.flush", be_thread_flush_mib, &flushlen) == 0;
+    pthread_mutex_unlock(&be_zone_arena_lock);
+    /* Reads the thread's arena (jemalloc picks one now if it had none) and moves the thread to
+     * the zone's. */
+    if (!be_thread_mibs_ok ||
+        mallctlbymib(be_thread_arena_mib, 2, &old, &len, &zone, sizeof zone) != 0)
+        return f | MALLOCX_TCACHE_NONE;                 /* not bound: no cache for zone objects */
+    /* The thread's cache still holds objects from its old arena, which its next misses would get
+     * (outside the zone, they would then circulate in the pools as objects that free() must ask
+     * jemalloc about): back to their arena with them, so the bins refill from the zone.  (This
+     * flushes the thread's own cache in place; an explicit cache's "tcache.flush" is what
+     * jemalloc 5.3 re-creates and can abort on, reliability.md.) */
+    mallctlbymib(be_thread_flush_mib, 3, NULL, NULL, NULL, 0);
+    /* (old == zone cannot happen: jemalloc gives threads only its automatic arenas.) */
+    return MALLOCX_ARENA(old == zone ? 0 : old) | BE_ZF_BOUND;
 }
 
 int be_zone_flags_shared(void)
@@ -231,29 +238,25 @@ int be_zone_flags_shared(void)
     return f ? f | MALLOCX_TCACHE_NONE : 0;
 }
 
-/* Not "tcache.flush": jemalloc 5.3 re-creates a flushed cache on its next use and aborts the
- * process if that fails (out of memory).  Destroying it is final. */
-void be_zone_flags_release(int zf)
-{
-    unsigned tc;
-    if (be_zone_cache_of(zf, &tc)) mallctl("tcache.destroy", NULL, NULL, &tc, sizeof tc);
-}
-
 _Atomic unsigned be_zone_backoff;
 #define BE_ZONE_BACKOFF 4096
 
-/* p: what the zone gave (NULL: it could not grow, or it is in backoff).  The fallback comes
- * from jemalloc's usual arenas, through the thread's own jemalloc cache (it is not a zone
- * object, so it may go there), and is pooled by its size when freed. */
-void *be_alloc_class_outside(size_t size, int flags, void *p)
+/* p: what the zone gave (NULL: it could not grow, or it is in backoff), or an object from outside
+ * the zone that a bound thread's cache still held from before it was bound.  The fallback comes
+ * from jemalloc's usual arenas (the thread's previous one if it is bound), through the thread's
+ * cache, which may hand out a zone object it holds: marked like any other.  Outside objects are
+ * pooled by their size when freed. */
+void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p)
 {
-    if (p) return p;                           /* not in the zone: cannot happen, but harmless */
+    if (p) return p;
     unsigned b = atomic_load_explicit(&be_zone_backoff, memory_order_relaxed);
     if (b == 0)
         atomic_store_explicit(&be_zone_backoff, BE_ZONE_BACKOFF, memory_order_relaxed);
     else
         atomic_store_explicit(&be_zone_backoff, b - 1, memory_order_relaxed);   /* approximate */
-    return mallocx(size, flags);
+    p = mallocx(size, flags | be_home_flags(zf));
+    be_zone_mark(p, c);
+    return p;
 }
 
 void be_fork_child(void)
@@ -267,12 +270,16 @@ void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf)
     if (be_purging_ours) be_purge();
     /* The zone may have room again (frees since it last failed, or what the purge turned into
      * reusable extents): tried whatever the backoff says, which other threads may set meanwhile. */
-    void *p = zf ? mallocx(size, zf | flags) : NULL;
+    void *p = NULL;
+    if (zf) p = zf & BE_ZF_BOUND ? mallocx(size, flags) : mallocx(size, zf | flags);
     if (p && be_zone_mark(p, c)) {
         atomic_store_explicit(&be_zone_backoff, 0, memory_order_relaxed);
         return p;
     }
-    return p ? p : mallocx(size, flags);
+    if (p) return p;
+    p = mallocx(size, flags | be_home_flags(zf));
+    be_zone_mark(p, c);
+    return p;
 }
 
 /* Sets the dirty and muzzy decay times of all arenas, present and future. */

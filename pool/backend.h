@@ -26,12 +26,17 @@
  * needs no lookup in jemalloc.
  *
  * Why the map is exact: a slab holds objects of one class, and its pages belong to no other slab
- * while it exists.  Every zone object reaches the application through be_alloc_class, which
- * writes the class of the object's first page before returning it; the slab then lives at least
- * as long as the object, so that byte keeps its value until the object is freed.  For that, no
- * zone object may ever be handed out by anything but be_alloc_class: zone objects go only
- * through caches of our own (explicit jemalloc tcaches, one per P, see be_zone_flags_new) or no
- * cache at all, never through jemalloc's thread caches, whose bins serve every caller.
+ * while it exists.  The zone holds objects of pooled classes only, and every zone object that
+ * reaches the application has had its first page's byte written with its class just before:
+ * be_alloc_class writes it for the pools' misses, and the shim's other allocation paths mark any
+ * zone object they get (be_zone_mark with the class of its size).  The slab then lives at least
+ * as long as the object, so that byte keeps its value until the object is freed.
+ *
+ * A thread with a P binds its jemalloc thread cache and arena to the zone on its first miss
+ * (be_zone_bind), so its misses and the objects its pools refuse take jemalloc's fast paths;
+ * its other requests name its previous arena (be_home_flags), so the zone never holds objects of
+ * other sizes.  Threads without a P use the zone arena without a cache (be_zone_flags_shared),
+ * and give zone objects back to it without one, so their own caches never hold zone objects.
  * be_zone_used is 0 when there is no zone (pools off, the libc backend, or the address range was
  * not available), and every pointer is then "outside". */
 #define BE_ZONE_BASE  0x200000000000ul           /* 32 TiB */
@@ -64,22 +69,26 @@ static inline bool be_in_zone(const void *p)
 
 /* Start-up: the zone (its arena is made on the first miss).  false: no zone. */
 bool be_zone_init(void);
-/* The flags a caller passes to be_alloc_class/be_free_class ("zone flags"): the zone arena and
- * a jemalloc cache of the caller's own, which only the caller may use (one thread at a time).
- * 0: no zone (allocate as usual).  If no cache can be made, the flags say "no cache" (every miss
- * then takes the arena's bin lock). */
-int be_zone_flags_new(void);
-/* For a caller without flags of its own (a thread without a P): the zone arena, no cache. */
+/* "Zone flags", what callers pass to be_alloc_class/be_free_class.  0: no zone (allocate as
+ * usual).  With BE_ZF_BOUND (a bit jemalloc's flags leave unused), the calling thread's jemalloc
+ * arena is the zone and the rest names the arena it had before; otherwise they are jemalloc
+ * flags naming the zone arena. */
+#define BE_ZF_BOUND 0x80
+/* For a thread with a P, on its first miss: binds the thread's jemalloc arena (and so its thread
+ * cache's refills) to the zone, once for the thread's life.  Returns its zone flags: bound, or,
+ * if binding failed, the shared flags; 0 if there is no zone (yet: call again later). */
+int be_zone_bind(void);
+/* For a caller that must not use its thread cache for zone objects (a thread without a P): the
+ * zone arena, no cache. */
 int be_zone_flags_shared(void);
-/* The caller is done with zf: its cache goes back to the arena (objects back to their slabs)
- * and is destroyed.  A cache is not emptied while in use: like jemalloc's own, it holds at most
- * a bin's worth of each class (20 to 200 objects), and only while its P allocates. */
-void be_zone_flags_release(int zf);
+/* Flags for a request that must not come from the zone (not of a pooled class) on a thread with
+ * zone flags zf: its previous arena if it is bound, else nothing. */
+static inline int be_home_flags(int zf) { return zf & BE_ZF_BOUND ? zf & ~BE_ZF_BOUND : 0; }
 
 /* Misses that skip the zone after it failed to grow (address-space limit or range full): each
  * try costs jemalloc a failing mmap, so the zone is tried again only every so often. */
 extern __attribute__((visibility("hidden"))) _Atomic unsigned be_zone_backoff;
-void *be_alloc_class_outside(size_t size, int flags, void *p);
+void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p);
 /* p (NULL or not) in the zone: writes its page's map byte (class c) and returns true. */
 static inline bool be_zone_mark(const void *p, unsigned c)
 {
@@ -99,23 +108,21 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
     if (zf == 0) return be_alloc(size, flags);
     void *p = NULL;
     if (__builtin_expect(atomic_load_explicit(&be_zone_backoff, memory_order_relaxed) == 0, 1))
-        p = mallocx(size, zf | flags);
-    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(size, flags, p);
+        p = zf & BE_ZF_BOUND ? be_alloc(size, flags) : mallocx(size, zf | flags);
+    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(c, size, flags, zf, p);
     return p;
 }
-/* Frees an object of class size `size` that a pool held (errno preserved): a zone object into the
- * caller's cache (zf) or straight to its arena, any other one as usual. */
+/* Frees an object of class size `size` that a pool held (errno preserved): through the caller's
+ * thread cache if it is bound to the zone, else a zone object straight to its arena (so that
+ * unbound caches never hold zone objects) and any other one as usual. */
 static inline void be_free_class(void *p, size_t size, int zf)
 {
     int e = errno;
-    if (be_in_zone(p)) {
-        int tc = zf & 0xfff00;                     /* the cache bits only (MALLOCX_TCACHE) */
-        sdallocx(p, size, tc ? tc : MALLOCX_TCACHE_NONE);
-    } else {
-        sdallocx(p, size, 0);
-    }
+    sdallocx(p, size, !(zf & BE_ZF_BOUND) && be_in_zone(p) ? MALLOCX_TCACHE_NONE : 0);
     errno = e;
 }
+
+/* After be_alloc_class returned NULL: purge and try the zone again, then outside it. */
 void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf);
 
 /* jemalloc 5.3's own malloc/free have fast paths that mallocx/dallocx lack (measured: ~80 vs
@@ -136,10 +143,13 @@ static inline void be_free(void *p)
     if (be_je_free) be_je_free(p);
     else dallocx(p, 0);
 }
-/* Our own bookkeeping (generations, pblocks, rings, P chunks): never through the thread cache,
- * so its bins hold only objects of the zone (a fill from arena 0 would hand the next pool misses
- * objects outside the zone). */
-static inline void *be_alloc_internal(size_t n, int flags) { return mallocx(n, flags | BE_NO_TCACHE); }
+/* Our own bookkeeping (generations, pblocks, rings, P chunks): never through the thread cache
+ * (a fill from arena 0 would hand a bound thread's next misses objects outside the zone), and
+ * never from the zone, whatever the calling thread's arena. */
+static inline void *be_alloc_internal(size_t n, int flags)
+{
+    return mallocx(n, flags | BE_NO_TCACHE | MALLOCX_ARENA(0));   /* never from the zone */
+}
 static inline void be_free_internal(void *p) { dallocx(p, BE_NO_TCACHE); }
 /* sdallocx has a fast path when flags == 0. */
 static inline void be_free_sized(void *p, size_t n, int flags) { sdallocx(p, n, flags); }
@@ -204,9 +214,10 @@ static inline bool be_zone_lookup(const void *p, unsigned *cls)
 }
 static inline bool be_in_zone(const void *p) { (void)p; return false; }
 static inline bool be_zone_init(void) { return false; }
-static inline int be_zone_flags_new(void) { return 0; }
+#define BE_ZF_BOUND 0x80
+static inline int be_zone_bind(void) { return 0; }
 static inline int be_zone_flags_shared(void) { return 0; }
-static inline void be_zone_flags_release(int zf) { (void)zf; }
+static inline int be_home_flags(int zf) { (void)zf; return 0; }
 static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
 {
     (void)c; (void)zf;

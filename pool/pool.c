@@ -214,7 +214,7 @@ static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, vo
         kept += k;
     }
     for (uint32_t i = kept; i < n; i++) {
-        be_free_class(v[i], sp_class_size[cls], t->proc->zone_flags);
+        be_free_class(v[i], sp_class_size[cls], t->zone_flags);
         sp_count(t->proc, cls, SP_C_OVERFLOW);
     }
 }
@@ -302,11 +302,10 @@ void *sp_get_rest(struct sp_thread *t, size_t cls)
 
 void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags)
 {
-    struct sp_proc *p = t->proc;
-    if (SP_UNLIKELY(p->zone_flags == 0)) p->zone_flags = be_zone_flags_new();
-    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, p->zone_flags);
+    if (SP_UNLIKELY(t->zone_flags == 0)) t->zone_flags = be_zone_bind();
+    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, t->zone_flags);
     if (SP_UNLIKELY(x == NULL) &&
-        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, p->zone_flags)))
+        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, t->zone_flags)))
         errno = ENOMEM;
     return x;
 }
@@ -374,7 +373,7 @@ bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     bool ok = sp_put_more(t, cls, x);
     sp_rcu_exit(&t->rcu);
-    if (!ok) be_free_class(x, sp_class_size[cls], t->proc->zone_flags);
+    if (!ok) be_free_class(x, sp_class_size[cls], t->zone_flags);
     return true;
 }
 
@@ -419,12 +418,6 @@ void sp_thread_detach(struct sp_thread *t)
     sp_rcu_unregister(&t->rcu);
     struct sp_proc *p = t->proc;
     sp_pool_forget(t);
-    /* My P's backend cache keeps its objects for the next owner of the P, but none may come:
-     * back to the arena with them (as jemalloc flushes an exiting thread's cache). */
-    if (p) {
-        be_zone_flags_release(p->zone_flags);
-        p->zone_flags = 0;
-    }
     /* Release: all I did as this P happens-before what its next owner does. */
     if (p) sp_proc_release(p);
 }

@@ -79,6 +79,9 @@ struct sp_thread {
     uint64_t gen_seq;             /* generation that `pb` belongs to */
     struct sp_pblock *pb;         /* my pblock in it, or NULL if I have none there yet */
     uint32_t pb_retry;            /* Puts to refuse before trying again to make pb (no memory) */
+    /* The backend's zone flags for this thread (backend.h), set on its first miss as a thread
+     * with a P (0: not yet, or no zone).  Once bound, for the thread's life, forks included. */
+    int zone_flags;
 };
 extern __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
 

@@ -62,9 +62,6 @@ void sp_proc_release_all_but(struct sp_proc *keep)
     uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
     for (uint32_t id = 0; id < n; id++) {
         struct sp_proc *p = sp_proc_get(id);
-        if (p && p != keep) {
-            p->zone_flags = 0;
-            atomic_store_explicit(&p->in_use, 0, memory_order_release);
-        }
+        if (p && p != keep) atomic_store_explicit(&p->in_use, 0, memory_order_release);
     }
 }

@@ -25,9 +25,6 @@ enum sp_counter {
 struct sp_proc {
     _Atomic uint32_t in_use;
     uint32_t id;
-    /* The backend's zone flags of this P (its zone arena and its own cache, backend.h), made on
-     * its first miss; 0: not yet.  Owner-only, like the cache they name. */
-    int zone_flags;
     uint64_t cnt[SP_NCOUNTERS][SP_MAX_CLASSES];   /* [counter][class]: index = class * 8 + const */
 } __attribute__((aligned(128)));
 

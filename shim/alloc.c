@@ -16,11 +16,27 @@
 
 /* ---- backend paths (errno as glibc sets it) ---------------------------------------------- */
 
-static SP_NOINLINE void *sp_backend_alloc(size_t n, int flags)
+/* An object from a backend path other than the pools' (backend.h, "Why the map is exact"): a
+ * thread bound to the zone asks its previous arena, but its jemalloc cache may still hand out a
+ * zone object for a request of a pooled class's size (calloc(0) on an exiting thread, say), which
+ * then gets its class in the map like any zone object. */
+static inline void *sp_mark_zone(void *p)
 {
+    if (SP_UNLIKELY(be_in_zone(p))) {
+        size_t u = be_usable(p);
+        if (u <= sp_max_size) be_zone_mark(p, (unsigned)sp_size_class(u));
+    }
+    return p;
+}
+
+void *sp_backend_alloc(size_t n, int flags)
+{
+    /* zone_flags 0: the thread never used the zone, and its cache holds no zone object. */
+    int zf = sp_self.zone_flags;
+    if (SP_UNLIKELY(zf != 0)) flags |= be_home_flags(zf);   /* not a pooled class: not the zone */
     void *p = be_alloc(n ? n : 1, flags);   /* size 0 is undefined for mallocx */
     if (SP_UNLIKELY(!p) && !(p = be_alloc_after_oom(n ? n : 1, flags))) errno = ENOMEM;
-    return p;
+    return SP_UNLIKELY(zf != 0) ? sp_mark_zone(p) : p;
 }
 
 static SP_NOINLINE void sp_backend_free(void *p, size_t size)
@@ -32,7 +48,8 @@ static SP_NOINLINE void sp_backend_free(void *p, size_t size)
  * of its own: the zone's shared flags). */
 static SP_NOINLINE void *sp_alloc_class_unpooled(size_t c, int flags)
 {
-    int zf = be_zone_flags_shared();
+    /* A thread bound to the zone keeps its flags (it may be exiting); others: no cache. */
+    int zf = sp_self.zone_flags & BE_ZF_BOUND ? sp_self.zone_flags : be_zone_flags_shared();
     void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags, zf);
     if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags, zf)))
         errno = ENOMEM;
@@ -175,8 +192,9 @@ static void *sp_realloc(void *p, size_t n)
         sp_free(p);
         return q;
     }
-    void *q = be_realloc(p, n, 0);
-    if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, 0)))
+    int flags = be_home_flags(sp_self.zone_flags);   /* large: never from the zone */
+    void *q = be_realloc(p, n, flags);
+    if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, flags)))
         errno = ENOMEM;                           /* p stays valid */
     return q;
 }

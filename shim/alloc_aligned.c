@@ -22,9 +22,8 @@ void *sp_memalign(size_t align, size_t n)
         size_t u = be_class_size_aligned(n ? n : 1, align);
         if (u != 0 && u <= sp_max_size) return sp_malloc(u);
     }
-    void *p = be_alloc(n ? n : 1, BE_ALIGN(align));
-    if (!p && !(p = be_alloc_after_oom(n ? n : 1, BE_ALIGN(align)))) errno = ENOMEM;
-    return p;
+    /* The class jemalloc would use is not a pooled one. */
+    return sp_backend_alloc(n, BE_ALIGN(align));
 }
 
 static int sp_posix_memalign(void **out, size_t align, size_t n)
