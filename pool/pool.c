@@ -219,13 +219,12 @@ static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, vo
     }
 }
 
-/* Steal from the other Ps' shared tails, then search the victim (Go's getSlow). */
-static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
+/* Steal from the other Ps' shared tails, starting after me (Go's order); n > 1 Ps.  Out of
+ * line, with its batch buffer, so that a miss with nobody to steal from stays cheap. */
+static __attribute__((noinline)) void *sp_steal(struct sp_thread *t, struct sp_gen *g, size_t cls,
+                                                uint32_t n)
 {
-    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
     uint32_t me = t->proc->id;
-    void *x;
-    /* Steal, starting after me (Go's order). */
     for (uint32_t i = 1; i < n; i++) {
         uint32_t p = me + i;
         if (p >= n) p -= n;
@@ -238,29 +237,47 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
             return got[0];
         }
     }
-    /* Then the victim: my private, then every P's shared tail starting with mine.  Victim
-     * objects are taken only after all primaries, so unused ones age out. */
-    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
-    if (v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed)) {
-        struct sp_pblock *pb = sp_gen_pblock(v, me);
-        if (pb && (x = pb->private_[cls]) != NULL) {
-            pb->private_[cls] = NULL;       /* my own P's slot: owner-only, as in local */
+    return NULL;
+}
+
+/* The victim v: my private, then every P's shared tail starting with mine.  Victim objects are
+ * taken only after all primaries, so unused ones age out. */
+static __attribute__((noinline)) void *sp_get_victim(struct sp_thread *t, struct sp_gen *v,
+                                                     size_t cls, uint32_t n)
+{
+    uint32_t me = t->proc->id;
+    void *x;
+    struct sp_pblock *pb = sp_gen_pblock(v, me);
+    if (pb && (x = pb->private_[cls]) != NULL) {
+        pb->private_[cls] = NULL;           /* my own P's slot: owner-only, as in local */
+        sp_count(t->proc, cls, SP_C_HIT_VICTIM);
+        return x;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t p = me + i;
+        if (p >= n) p -= n;
+        pb = sp_gen_pblock(v, p);
+        if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
             sp_count(t->proc, cls, SP_C_HIT_VICTIM);
             return x;
         }
-        for (uint32_t i = 0; i < n; i++) {
-            uint32_t p = me + i;
-            if (p >= n) p -= n;
-            pb = sp_gen_pblock(v, p);
-            if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
-                sp_count(t->proc, cls, SP_C_HIT_VICTIM);
-                return x;
-            }
-        }
-        /* Empty: later Gets skip it (Go stores victimSize = 0).  A Put that raced in through a
-         * stale `local` is then found by nobody and released at the next rotation. */
-        atomic_store_explicit(&v->victim_empty[cls], 1, memory_order_relaxed);
     }
+    /* Empty: later Gets skip it (Go stores victimSize = 0).  A Put that raced in through a
+     * stale `local` is then found by nobody and released at the next rotation. */
+    atomic_store_explicit(&v->victim_empty[cls], 1, memory_order_relaxed);
+    return NULL;
+}
+
+/* Steal, then the victim, then a miss (Go's getSlow). */
+static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
+{
+    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
+    void *x;
+    if (n > 1 && (x = sp_steal(t, g, cls, n)) != NULL) return x;
+    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
+    if (v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed) &&
+        (x = sp_get_victim(t, v, cls, n)) != NULL)
+        return x;
     sp_count(t->proc, cls, SP_C_MISS);
     return NULL;
 }
@@ -300,13 +317,25 @@ void *sp_get_rest(struct sp_thread *t, size_t cls)
     return x;
 }
 
+static __attribute__((noinline)) void *sp_pool_alloc_class_after_oom(struct sp_thread *t,
+                                                                     size_t cls, int flags)
+{
+    void *x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, t->zone_flags);
+    if (!x) errno = ENOMEM;
+    return x;
+}
+
+static __attribute__((noinline)) int sp_zone_flags_first(struct sp_thread *t)
+{
+    return t->zone_flags = be_zone_bind();
+}
+
 void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags)
 {
-    if (SP_UNLIKELY(t->zone_flags == 0)) t->zone_flags = be_zone_bind();
-    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, t->zone_flags);
-    if (SP_UNLIKELY(x == NULL) &&
-        !(x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, t->zone_flags)))
-        errno = ENOMEM;
+    int zf = t->zone_flags;
+    if (SP_UNLIKELY(zf == 0)) zf = sp_zone_flags_first(t);
+    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, zf);
+    if (SP_UNLIKELY(x == NULL)) return sp_pool_alloc_class_after_oom(t, cls, flags);
     return x;
 }
 
