@@ -317,6 +317,8 @@ void *sp_get_rest(struct sp_thread *t, size_t cls)
     return x;
 }
 
+/* The rare parts of a miss, out of line: the backend had no memory (purge and retry, backend.h),
+ * and the thread's first miss, which binds it to the zone. */
 static __attribute__((noinline)) void *sp_pool_alloc_class_after_oom(struct sp_thread *t,
                                                                      size_t cls, int flags)
 {
