@@ -109,7 +109,8 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
     void *p = NULL;
     if (__builtin_expect(atomic_load_explicit(&be_zone_backoff, memory_order_relaxed) == 0, 1))
         p = zf & BE_ZF_BOUND ? be_alloc(size, flags) : mallocx(size, zf | flags);
-    if (__builtin_expect(!be_zone_mark(p, c), 0)) return be_alloc_class_outside(c, size, flags, zf, p);
+    if (__builtin_expect(!be_zone_mark(p, c), 0))
+        return be_alloc_class_outside(c, size, flags, zf, p);
     return p;
 }
 /* Frees an object of class size `size` that a pool held (errno preserved): through the caller's

@@ -89,7 +89,7 @@ static void *producer(void *arg)
 {
     (void)arg;
     for (long i = 0; i < N;) {
-        /* Every 7th step pushes a batch of 1..8 values (a batch steal's rest, kept by the thief). */
+        /* Every 7th step pushes a batch of 1..8 values (the rest of a batch steal, as kept). */
         if (i % 7 == 3) {
             uint32_t n = (uint32_t)(i % 8) + 1;
             if (n > N - i) n = (uint32_t)(N - i);
