@@ -7,15 +7,18 @@
 
 #include "backend.h"
 
-struct sp_pblock sp_pblock_none;
-const struct sp_pblock sp_pblock_full = {.private_ = {[0 ... SP_MAX_CLASSES - 1] = (void *)1}};
-#define SP_PB_FULL ((struct sp_pblock *)&sp_pblock_full)   /* read-only: Put never writes it */
+/* sp_pblock_off's stacks: every top at sp_off_stack[1].slot[0], which is 64-aligned (full) and has
+ * NULL below it (empty). */
+static const struct sp_priv sp_off_stack[2];
+const struct sp_pblock sp_pblock_off = {
+    .top = {[0 ... SP_MAX_CLASSES - 1] = (void **)&sp_off_stack[1].slot[0]}};
 
 __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec"))) = {
-    .get_pb = &sp_pblock_none, .put_pb = SP_PB_FULL};
+    .get_pb = SP_PB_OFF, .put_pb = SP_PB_OFF};
 struct sp_gen *_Atomic sp_local_gen;
 struct sp_gen *_Atomic sp_victim_gen;
 uint32_t sp_cap[SP_MAX_CLASSES];
+uint8_t sp_priv_cap[SP_MAX_CLASSES];
 _Atomic uint64_t sp_released[SP_MAX_CLASSES];
 /* Held while a generation is recycled and while statistics read live pblocks. */
 static pthread_mutex_t sp_recycle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,29 +61,32 @@ static struct sp_pblock *sp_gen_pblock_create(struct sp_gen *g, uint32_t pid)
     }
     struct sp_pblock *pb = be_alloc_internal(sizeof(*pb), BE_ZERO | BE_ALIGN(128));
     if (!pb) return NULL;
+    /* Empty private stacks of sp_priv_cap[c] objects (pool.h): slot[base - 1] stays NULL. */
+    for (unsigned c = 0; c < SP_MAX_CLASSES; c++)
+        pb->top[c] = &pb->priv[c].slot[SP_PRIV_MAX + 1 - (c < sp_nclasses ? sp_priv_cap[c] : 0)];
     /* Only P pid's owner writes this entry; release publishes the zeroed pblock to thieves. */
     atomic_store_explicit(&chunk[pid & (SP_PROC_CHUNK - 1)], pb, memory_order_release);
     return pb;
 }
 
-/* Points my fast paths at pb (my pblock in generation g), or at none/full.  Inside a section.
+/* Points my fast paths at pb (my pblock in generation g), or at "off".  Inside a section.
  *
- * The rotation also stores none/full here, after publishing a new local and after
- * sp_rcu_barrier (sp_pool_publish).  If I stored pb for a g that is no longer local, one of the
- * two must win: after my stores I fence and load local again.  If that load still sees g, the
- * rotation's barrier came after my stores (or it would have shown me the new local), so its
- * none/full stores come after mine and win.  (get_pb's store is ordered before put_pb's.)  If it sees a newer local, I store none/full
- * myself.  Either way the fast paths never use a pblock of a generation that is not local
- * outside a section that started while it was. */
+ * The rotation also stores "off" here, after publishing a new local and after sp_rcu_barrier
+ * (sp_pool_publish).  If I stored pb for a g that is no longer local, one of the two must win:
+ * after my stores I fence and load local again.  If that load still sees g, the rotation's
+ * barrier came after my stores (or it would have shown me the new local), so its "off" stores
+ * come after mine and win.  (get_pb's store is ordered before put_pb's.)  If it sees a newer
+ * local, I store "off" myself.  Either way the fast paths never use a pblock of a generation that
+ * is not local outside a section that started while it was. */
 static void sp_fast_paths_set(struct sp_thread *t, struct sp_gen *g, struct sp_pblock *pb)
 {
-    atomic_store_explicit(&t->get_pb, pb ? pb : &sp_pblock_none, memory_order_relaxed);
+    atomic_store_explicit(&t->get_pb, pb ? pb : SP_PB_OFF, memory_order_relaxed);
     /* seq_cst store then seq_cst load: the store-load order the re-check needs (an xchg). */
-    atomic_store_explicit(&t->put_pb, pb ? pb : SP_PB_FULL, memory_order_seq_cst);
+    atomic_store_explicit(&t->put_pb, pb ? pb : SP_PB_OFF, memory_order_seq_cst);
     if (!pb) return;
     if (atomic_load_explicit(&sp_local_gen, memory_order_seq_cst) != g) {
-        atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
-        atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
+        atomic_store_explicit(&t->get_pb, SP_PB_OFF, memory_order_relaxed);
+        atomic_store_explicit(&t->put_pb, SP_PB_OFF, memory_order_relaxed);
     }
 }
 
@@ -101,8 +107,8 @@ static void sp_fast_paths_off(void *owner, void *arg)
     (void)arg;
     struct sp_thread *t = owner;
     if (!t) return;                       /* a reader that is not a pool thread (tests) */
-    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
-    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
+    atomic_store_explicit(&t->get_pb, SP_PB_OFF, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pb, SP_PB_OFF, memory_order_relaxed);
 }
 
 struct sp_gen *sp_pool_publish(struct sp_gen *fresh)
@@ -115,7 +121,7 @@ struct sp_gen *sp_pool_publish(struct sp_gen *fresh)
     atomic_store_explicit(&sp_victim_gen, local, memory_order_release);
     atomic_store_explicit(&sp_local_gen, fresh, memory_order_seq_cst);
     /* Every thread's fast paths still point into `local`: after the barrier, turn them to
-     * none/full (see sp_fast_paths_set), so their next Get/Put takes the slow path, which finds
+     * "off" (see sp_fast_paths_set), so their next Get/Put takes the slow path, which finds
      * the fresh local. */
     sp_rcu_barrier();
     sp_rcu_each_reader(sp_fast_paths_off, NULL);
@@ -144,10 +150,8 @@ uint64_t sp_gen_recycle(struct sp_gen *g)
                 for (int k = 0; k < SP_PB_NCOUNTERS; k++)
                     __atomic_fetch_add(&proc->cnt[sp_pb_counter[k]][c], pb->cnt[k][c],
                                        __ATOMIC_RELAXED);
-                if (pb->private_[c]) {
-                    sp_release_obj(pb->private_[c], &sp_class_size[c]);
-                    n++;
-                }
+                for (void *x; (x = sp_priv_pop(pb, c)) != NULL; n++)
+                    sp_release_obj(x, &sp_class_size[c]);
                 n += sp_chain_drain(atomic_load_explicit(&pb->tail[c], memory_order_acquire),
                                     sp_release_obj, &sp_class_size[c]);
                 if (n) atomic_fetch_add_explicit(&sp_released[c], n, memory_order_relaxed);
@@ -194,7 +198,7 @@ void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES])
  * where one thread frees what another allocates, each steal then pays for many Gets. */
 #define SP_STEAL_MAX 32
 
-/* The rest of a batch steal becomes mine: my private slot if it is empty, then my shared
+/* The rest of a batch steal becomes mine: my private stack as far as it has room, then my shared
  * chain (one head add for the lot), as far as the cap allows; the remainder goes back to the
  * backend (counted as overflow).  Not counted as Puts: each was put once, by the P it was stolen
  * from.  t->pb belongs to g. */
@@ -204,10 +208,11 @@ static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, vo
     struct sp_pblock *pb = t->pb ? t->pb : sp_pblock_refresh(t, g, true);
     uint32_t kept = 0;
     if (pb) {
-        if (pb->private_[cls] == NULL) pb->private_[cls] = v[kept++];
+        while (kept < n && sp_priv_push(pb, cls, v[kept])) kept++;
         struct sp_own *o = &pb->own[cls];
-        /* cap counts the private slot, which is full by now. */
-        uint32_t room = o->count + 1 < sp_cap[cls] ? sp_cap[cls] - 1 - o->count : 0;
+        /* cap counts the private stack, which is full if anything is left. */
+        uint32_t used = o->count + sp_priv_cap[cls];
+        uint32_t room = used < sp_cap[cls] ? sp_cap[cls] - used : 0;
         uint32_t k = n - kept < room ? n - kept : room;
         k = sp_chain_push_head_n(&o->head, &pb->tail[cls], v + kept, k);
         o->count += k;
@@ -240,16 +245,15 @@ static __attribute__((noinline)) void *sp_steal(struct sp_thread *t, struct sp_g
     return NULL;
 }
 
-/* The victim v: my private, then every P's shared tail starting with mine.  Victim objects are
- * taken only after all primaries, so unused ones age out. */
+/* The victim v: my private stack, then every P's shared tail starting with mine.  Victim objects
+ * are taken only after all primaries, so unused ones age out. */
 static __attribute__((noinline)) void *sp_get_victim(struct sp_thread *t, struct sp_gen *v,
                                                      size_t cls, uint32_t n)
 {
     uint32_t me = t->proc->id;
     void *x;
     struct sp_pblock *pb = sp_gen_pblock(v, me);
-    if (pb && (x = pb->private_[cls]) != NULL) {
-        pb->private_[cls] = NULL;           /* my own P's slot: owner-only, as in local */
+    if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {   /* my own P's: owner-only, as in local */
         sp_count(t->proc, cls, SP_C_HIT_VICTIM);
         return x;
     }
@@ -282,7 +286,7 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
     return NULL;
 }
 
-/* Past the private slot: own shared head, then steal and victim.  Inside a section; the
+/* Past the private stack: own shared head, then steal and victim.  Inside a section; the
  * thread is ACTIVE. */
 static void *sp_get_more(struct sp_thread *t, size_t cls)
 {
@@ -291,8 +295,7 @@ static void *sp_get_more(struct sp_thread *t, size_t cls)
     void *x;
     if (g->seq != t->gen_seq) {
         pb = sp_pblock_refresh(t, g, false);
-        if (pb && (x = pb->private_[cls]) != NULL) {
-            pb->private_[cls] = NULL;
+        if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {
             sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
             return x;
         }
@@ -349,7 +352,7 @@ void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
     return sp_pool_alloc_class(t, cls, 0);   /* a miss */
 }
 
-/* Past the private slot (or a Put that must refresh first).  Inside a section; ACTIVE. */
+/* Past the private stack (or a Put that must refresh first).  Inside a section; ACTIVE. */
 static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
 {
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
@@ -369,17 +372,14 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
     }
     struct sp_own *o = &pb->own[cls];
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
-    if (pb->private_[cls] == NULL) {
-        pb->private_[cls] = x;
-        return true;
-    }
-    /* cap counts the private slot too (it is full here). */
-    if (o->count + 1 >= sp_cap[cls]) {
+    if (sp_priv_push(pb, cls, x)) return true;
+    /* cap counts the private stack too (it is full here). */
+    if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) {
         /* The count does not see what thieves took: recount before refusing, but only on every
          * 64th refusal (a recount walks every ring of the chain). */
         if ((t->proc->cnt[SP_C_OVERFLOW][cls] & 63) != 0) goto overflow;
         o->count = sp_chain_len(o->head);
-        if (o->count + 1 >= sp_cap[cls]) goto overflow;
+        if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) goto overflow;
     }
     if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
         o->count++;
@@ -415,6 +415,10 @@ bool sp_pool_init(size_t cache_bytes)
     for (unsigned c = 0; c < sp_nclasses; c++) {
         size_t cap = cache_bytes / sp_class_size[c];
         sp_cap[c] = cap < 1 ? 1 : cap > SP_DEQUEUE_LIMIT ? SP_DEQUEUE_LIMIT : (uint32_t)cap;
+        uint32_t priv = SP_PRIV_BYTES / sp_class_size[c];
+        if (priv > SP_PRIV_MAX) priv = SP_PRIV_MAX;
+        if (priv > sp_cap[c]) priv = sp_cap[c];
+        sp_priv_cap[c] = (uint8_t)(priv < 1 ? 1 : priv);
     }
     if (atomic_load_explicit(&sp_local_gen, memory_order_relaxed)) return true;
     struct sp_gen *g = sp_gen_new();
@@ -425,8 +429,8 @@ bool sp_pool_init(size_t cache_bytes)
 
 void sp_pool_forget(struct sp_thread *t)
 {
-    atomic_store_explicit(&t->get_pb, &sp_pblock_none, memory_order_relaxed);
-    atomic_store_explicit(&t->put_pb, SP_PB_FULL, memory_order_relaxed);
+    atomic_store_explicit(&t->get_pb, SP_PB_OFF, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pb, SP_PB_OFF, memory_order_relaxed);
     t->proc = NULL;
     t->pb = NULL;
     t->gen_seq = 0;
@@ -438,7 +442,7 @@ bool sp_thread_attach(struct sp_thread *t)
     if (!t->proc) return false;
     t->gen_seq = 0;            /* no generation has seq 0: the first Get/Put looks its pblock up */
     t->pb = NULL;
-    /* The fast paths stay on none/full until the first slow path points them at a pblock. */
+    /* The fast paths stay "off" until the first slow path points them at a pblock. */
     sp_rcu_register(&t->rcu, t);
     return true;
 }

@@ -1,12 +1,13 @@
 /* pool.h — sync.Pool in C: one pool per size class (Go's sync/pool.go).
  *
- * Each P owns, per class, a `private` slot and a `shared` poolChain.  The pools of all classes
+ * Each P owns, per class, a `private` stack (Go's private slot, holding up to SP_PRIV_MAX
+ * objects instead of one, see below) and a `shared` poolChain.  The pools of all classes
  * live together in one generation: `local` (where Puts go) and `victim` (the previous local,
  * searched last).  Rotation (cleanup/) makes local the victim and publishes a fresh empty local,
  * exactly as Go's poolCleanup does at each GC.  A generation holds, per P, one sp_pblock.
  *
  *   Get: own private -> own shared head -> other Ps' shared tails (steal) -> victim -> miss.
- *   Put: own private if empty, else push to own shared head; a P caches at most sp_cap[c]
+ *   Put: own private if not full, else push to own shared head; a P caches at most sp_cap[c]
  *        objects of class c per generation, beyond that the caller frees to the backend.
  *
  * All of it runs inside an RCU read-side critical section, so a generation (and any ring
@@ -24,6 +25,26 @@
 #define SP_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* The private stack of one (P, class): owner-only, so plain loads and stores.  Go's single
+ * private slot makes "is it taken?" a coin toss when a program mixes classes at random, and the
+ * fast paths' one branch is then mispredicted about every other call (docs/performance.md,
+ * churn); a stack of a few objects makes it almost always go the same way, as jemalloc's thread
+ * cache bins do.  A stack is one cache line, slot[0..7], and `top` (in the pblock) points at the
+ * next free slot:
+ *   - slot[base - 1] is NULL and never written (base = 8 - sp_priv_cap[class], >= 1), and every
+ *     slot from base to top - 1 holds an object: so top[-1] == NULL means "empty" (Get needs no
+ *     count: the load it does anyway tells it);
+ *   - the stack is full when top reaches slot[8], the next line: top is 64-aligned exactly then
+ *     (Put needs no count either).
+ * sp_priv_cap[c] = min(SP_PRIV_MAX, SP_PRIV_BYTES / size, sp_cap[c]), at least 1: the cap
+ * still bounds what a P caches, and from 2 KiB up a class keeps Go's single private object, so
+ * what no other P can steal stays under SP_PRIV_BYTES per class. */
+#define SP_PRIV_MAX 7
+#define SP_PRIV_BYTES 4096
+struct sp_priv {
+    void *slot[SP_PRIV_MAX + 1];
+} __attribute__((aligned(64)));
+
 /* Fields of one (P, class) of the shared chain that only the owning P touches. */
 struct sp_own {
     struct sp_dequeue *head;     /* newest ring of the shared chain */
@@ -37,20 +58,71 @@ static const enum sp_counter sp_pb_counter[SP_PB_NCOUNTERS] = {SP_C_HIT_PRIVATE,
 
 /* One P's pools in one generation (Go's poolLocal, for every class at once). */
 struct sp_pblock {
-    /* The fast paths' part, owner-only: the private slots and the counters they keep, which are
-     * folded into the P's totals when the generation is recycled (sp_pb_counter says which). */
-    void *private_[SP_MAX_CLASSES];
+    /* The fast paths' part, owner-only: the private stacks' tops and the counters the fast paths
+     * keep, which are folded into the P's totals when the generation is recycled (sp_pb_counter
+     * says which), then the private stacks themselves. */
+    void **top[SP_MAX_CLASSES];
     uint64_t cnt[SP_PB_NCOUNTERS][SP_MAX_CLASSES];
     struct sp_own own[SP_MAX_CLASSES];
+    struct sp_priv priv[SP_MAX_CLASSES];
     /* Oldest ring of each shared chain: read (and rarely swung) by thieves, so it is kept off
      * the cache lines the owner writes on every Get/Put (Go pads poolLocal for the same reason). */
     struct sp_dequeue *_Atomic tail[SP_MAX_CLASSES] __attribute__((aligned(128)));
 };
 
-/* What the fast paths see instead of a pblock when they must not use one: "none" has every
- * private slot empty (a Get goes to the slow path), "full" has every one taken (so does a Put). */
-extern struct sp_pblock sp_pblock_none;
-extern const struct sp_pblock sp_pblock_full;
+/* What the fast paths see instead of a pblock when they must not use one: every private stack
+ * both empty and full (its tops point at a 64-aligned address after a NULL), so Gets and Puts
+ * alike go to the slow path.  Read-only: the fast paths never write it. */
+extern const struct sp_pblock sp_pblock_off;
+#define SP_PB_OFF ((struct sp_pblock *)&sp_pblock_off)
+
+/* Objects per private stack, per class (see struct sp_priv). */
+extern uint8_t sp_priv_cap[SP_MAX_CLASSES];
+
+/* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
+ * ThreadSanitizer builds use an atomic add so the stats reader is not reported. */
+static inline void sp_owner_inc(uint64_t *v)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    __asm__ __volatile__("addq $1, %0" : "+m"(*v));
+#else
+    __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
+#endif
+}
+
+/* Moves the owner-only stack top pb->top[cls] by one slot (dir: +1 or -1), as one add to memory
+ * (the compiler would load, add and store: the fast paths' instruction count is a target,
+ * docs/performance.md).  The address is given as base and index registers, and the store as a
+ * memory clobber: with a memory operand gcc 12 computes cls * 8 into a register of its own. */
+static inline __attribute__((always_inline)) void sp_owner_step(struct sp_pblock *pb, size_t cls,
+                                                                long dir)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+    __asm__ __volatile__("addq %2, (%0,%1,8)" : : "r"(pb->top), "r"(cls), "er"(dir * 8) : "memory");
+#else
+    pb->top[cls] += dir;
+#endif
+}
+
+/* Private stack operations (owner only).  pop: the newest object, or NULL if empty; push: false
+ * if full. */
+static inline __attribute__((always_inline)) void *sp_priv_pop(struct sp_pblock *pb, size_t cls)
+{
+    void **tp = pb->top[cls];
+    void *x = tp[-1];                     /* NULL: the sentinel below the stack, so it is empty */
+    if (SP_LIKELY(x != NULL)) sp_owner_step(pb, cls, -1);
+    return x;
+}
+
+static inline __attribute__((always_inline)) bool sp_priv_push(struct sp_pblock *pb, size_t cls,
+                                                                void *x)
+{
+    void **tp = pb->top[cls];
+    if (SP_UNLIKELY(((uintptr_t)tp & 63) == 0)) return false;    /* at slot[8]: full */
+    *tp = x;
+    sp_owner_step(pb, cls, 1);
+    return true;
+}
 
 struct sp_gen {
     uint64_t seq;                                   /* never reused: 1, 2, 3, ... */
@@ -67,8 +139,8 @@ enum { SP_T_NEW = 0, SP_T_ACTIVE, SP_T_BUSY, SP_T_OFF };
 
 struct sp_thread {
     struct sp_rcu_reader rcu;     /* first: the fast paths reach its counter at offset 0 */
-    /* The fast paths' pblock: mine in the current local generation, or sp_pblock_none/_full.
-     * Written by me (slow path) and by the rotation, which points them at none/full when it
+    /* The fast paths' pblock: mine in the current local generation, or sp_pblock_off.
+     * Written by me (slow path) and by the rotation, which points them at "off" when it
      * publishes a new generation, so the fast paths need no generation check (pool.c,
      * sp_fast_paths_set, has the ordering argument). */
     struct sp_pblock *_Atomic get_pb;
@@ -89,20 +161,9 @@ extern struct sp_gen *_Atomic sp_local_gen;
 extern struct sp_gen *_Atomic sp_victim_gen;
 extern uint32_t sp_cap[SP_MAX_CLASSES];
 
-/* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
- * ThreadSanitizer builds use an atomic add so the stats reader is not reported. */
-static inline void sp_owner_inc(uint64_t *v)
-{
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-    __asm__ __volatile__("addq $1, %0" : "+m"(*v));
-#else
-    __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
-#endif
-}
-
-/* Everything past the private slot (pool.c).  Called inside the read-side section that the
+/* Everything past the private stack (pool.c).  Called inside the read-side section that the
  * inline part opened; they close it.  The thread may be in any state: a thread that is not
- * ACTIVE always reaches them (its fast-path pblocks are none/full) and is told "not served".
+ * ACTIVE always reaches them (its fast-path pblock is sp_pblock_off) and is told "not served".
  *   sp_get_rest: the object, or NULL (a miss, or not served).
  *   sp_put_rest: true if the pool took x; false: the caller frees it to the backend. */
 void *sp_get_rest(struct sp_thread *t, size_t cls);
@@ -118,17 +179,16 @@ bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always 
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
 
-/* The private-slot hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
+/* The private-stack hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
  * function built on it), as a tail call so the inline part needs no saved registers.
- * No state test: a thread that may not use the pools sees sp_pblock_none here. */
+ * No state test: a thread that may not use the pools sees sp_pblock_off here. */
 static inline __attribute__((always_inline)) void *sp_pool_get_or(size_t cls, sp_get_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
     sp_rcu_enter(&t->rcu);
     struct sp_pblock *pb = atomic_load_explicit(&t->get_pb, memory_order_relaxed);
-    void *x = pb->private_[cls];
+    void *x = sp_priv_pop(pb, cls);
     if (SP_LIKELY(x != NULL)) {
-        pb->private_[cls] = NULL;
         sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
         sp_rcu_exit(&t->rcu);
         return x;
@@ -143,15 +203,14 @@ static inline __attribute__((always_inline)) void *sp_pool_get(size_t cls)
     return sp_pool_get_or(cls, sp_get_rest);
 }
 
-/* The private-slot put, inline; anything else is handed to rest (see sp_pool_get_or). */
+/* The private-stack put, inline; anything else is handed to rest (see sp_pool_get_or). */
 static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, void *x,
                                                                   sp_put_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
     sp_rcu_enter(&t->rcu);
     struct sp_pblock *pb = atomic_load_explicit(&t->put_pb, memory_order_relaxed);
-    if (SP_LIKELY(pb->private_[cls] == NULL)) {
-        pb->private_[cls] = x;
+    if (SP_LIKELY(sp_priv_push(pb, cls, x))) {
         sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
         sp_rcu_exit(&t->rcu);
         return true;
@@ -183,9 +242,9 @@ static inline __attribute__((always_inline)) bool sp_pool_put_shared(struct sp_t
     struct sp_pblock *pb = t->pb;
     if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed))) return false;
     struct sp_own *o = &pb->own[cls];
-    /* The private slot is full (the fast path found it so), and counts towards the cap.  Only the
-     * newest ring: growing the chain is the slow path's (so callers stay free of calls). */
-    if (o->count + 1 >= sp_cap[cls] || !o->head || !sp_dequeue_push_head(o->head, x))
+    /* The private stack is full (the fast path found it so), and counts towards the cap.  Only
+     * the newest ring: growing the chain is the slow path's (so callers stay free of calls). */
+    if (o->count + sp_priv_cap[cls] >= sp_cap[cls] || !o->head || !sp_dequeue_push_head(o->head, x))
         return false;
     o->count++;
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
@@ -201,7 +260,8 @@ static inline __attribute__((always_inline)) bool sp_pool_put(size_t cls, void *
 }
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
- * (sp_cap[c] = max(1, cache_bytes / size)).  false: no memory for the first generation. */
+ * (sp_cap[c] = max(1, cache_bytes / size), private stack included).  false: no memory for the
+ * first generation. */
 bool sp_pool_init(size_t cache_bytes);
 
 /* Thread set-up, from the caller's re-entry-guarded slow path: takes a P id and registers the

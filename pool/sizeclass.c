@@ -5,15 +5,15 @@
 size_t sp_max_size;
 unsigned sp_nclasses;
 uint32_t sp_class_size[SP_MAX_CLASSES];
-uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
+uint8_t sp_class_of[SP_MAX_POOLED + 1];
 
 size_t sp_sizeclass_init(size_t max_size)
 {
     if (max_size > SP_MAX_POOLED) max_size = SP_MAX_POOLED;
     unsigned n = 0;
     size_t effective = 0;
-    /* Every multiple of 8 up to max_size: the class is the backend's rounding of it.  Classes are
-     * multiples of 8, so (size + 7) >> 3 indexes the table for any size. */
+    /* Every multiple of 8 up to max_size: the class is the backend's rounding of it (classes are
+     * multiples of 8, so no other size starts a class). */
     for (size_t s = 8; s <= max_size; s += 8) {
         size_t c = be_class_size(s);
         if (c > max_size) break;               /* keep only classes that fit entirely */
@@ -23,11 +23,10 @@ size_t sp_sizeclass_init(size_t max_size)
         }
         effective = c;
     }
-    for (size_t i = 0; i <= (effective >> 3); i++) {
-        size_t s = i << 3;
-        unsigned c = 0;
+    unsigned c = 0;
+    for (size_t s = 0; s <= effective; s++) {
         while (c + 1 < n && sp_class_size[c] < s) c++;
-        sp_class_of8[i] = (uint8_t)c;
+        sp_class_of[s] = (uint8_t)c;
     }
     sp_nclasses = n;
     return effective;

@@ -18,10 +18,12 @@
 extern SP_HIDDEN size_t sp_max_size;
 extern SP_HIDDEN unsigned sp_nclasses;
 extern SP_HIDDEN uint32_t sp_class_size[SP_MAX_CLASSES];
-extern SP_HIDDEN uint8_t sp_class_of8[(SP_MAX_POOLED >> 3) + 2];
+/* Indexed by the request size itself, not by (n + 7) >> 3: two instructions fewer on every
+ * malloc, for 12 KiB more of table. */
+extern SP_HIDDEN uint8_t sp_class_of[SP_MAX_POOLED + 1];
 
 /* Class of a request of n <= sp_max_size bytes (n == 0 maps to the smallest class). */
-static inline unsigned sp_size_class(size_t n) { return sp_class_of8[(n + 7) >> 3]; }
+static inline unsigned sp_size_class(size_t n) { return sp_class_of[n]; }
 
 /* Builds the tables for classes up to max_size (rounded down to a class size; 0 = pools off).
  * Returns the effective maximum. */

@@ -58,7 +58,7 @@ static SP_NOINLINE void *sp_alloc_class_unpooled(size_t c, int flags)
 
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
-/* Everything after a missed private slot, inside the read-side section the fast path opened. */
+/* Everything after a missed private stack, inside the read-side section the fast path opened. */
 /* A thread that is not ACTIVE: set up a new thread and try again; otherwise the zone.
  * (A request that maps to class c is served by c's size.  Before start-up sp_max_size is 0:
  * only malloc(0) gets here, with no classes yet.) */

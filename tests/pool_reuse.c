@@ -2,7 +2,7 @@
  * Must run with SYNCPOOL_ROTATE_MS=0 (no background rotation): the test drives rotation with
  * syncpool_rotate_now().
  *
- *   p = malloc(40); free(p); q = malloc(40)        -> q == p  (Put then Get: the private slot)
+ *   p = malloc(40); free(p); q = malloc(40)        -> q == p  (Put then Get: the private stack)
  *   the same for other classes
  *   p = malloc(40); free(p); rotate; q = malloc(40) -> q == p  (found in the victim)
  *   free(q); rotate; rotate                          -> nothing cached (syncpool_cached_bytes()

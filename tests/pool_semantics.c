@@ -1,10 +1,13 @@
 /* pool_semantics: Go's TestPool / TestPoolRelease (research.md 1.4), through malloc/free.
  * Must run with SYNCPOOL_ROTATE_MS=0; rotation is driven by syncpool_rotate_now().
  *
- * The classes under test (2560 and 640) are ones that nothing else in this program uses
- * (reading the stats touches stdio's classes only), so the order of Gets is exact:
+ * The classes under test (2560, 640 and 224) are ones that nothing else in this program uses
+ * (reading the stats touches stdio's classes only), so the order of Gets is exact.  Class 2560
+ * keeps one private object, as Go does; class 224 a private stack of 7 (pool.h, struct sp_priv):
  *   - Put a, Put b -> Get a (private), Get b (shared head), Get: a miss (empty pool).
  *   - Put a, b, c  -> Get a (private), c, b (the owner pops its shared chain LIFO).
+ *   - Class 224, Put o0 .. o8 -> Get o6 .. o0 (the private stack, newest first), then o8, o7
+ *     (shared head), with hits_private +7 and hits_shared +2.
  *   - Put 100 (they spill into the shared chain), rotate once -> 100 Gets return exactly those
  *     100 objects (from the victim: hits_victim >= 99, no misses), the 101st is a miss.
  *   - Put 101, rotate twice -> nothing cached, released grew by >= 101, the next Get misses.
@@ -18,6 +21,8 @@
 
 #define SZ_A 2500 /* class 2560 */
 #define SZ_B 600  /* class 640 */
+#define SZ_C 200  /* class 224 */
+#define PRIV_C 7  /* private objects of class 224 */
 
 /* delta of one class's counter between two snapshots */
 #define D(a, b, size, field)                                                               \
@@ -40,8 +45,9 @@ int main(void)
     static struct sp_stats s0, s1, s2, s3;
     REQUIRE(sp_stats_read(&s0) == 0, "stats");
     REQUIRE(sp_stats_class(&s0, SZ_A) && sp_stats_class(&s0, SZ_A)->size == 2560 &&
-                sp_stats_class(&s0, SZ_B) && sp_stats_class(&s0, SZ_B)->size == 640,
-            "classes 2560 and 640 are not in the stats");
+                sp_stats_class(&s0, SZ_B) && sp_stats_class(&s0, SZ_B)->size == 640 &&
+                sp_stats_class(&s0, SZ_C) && sp_stats_class(&s0, SZ_C)->size == 224,
+            "classes 2560, 640 and 224 are not in the stats");
 
     /* ---- Put a, Put b -> a, b, miss ---- */
     clean("start");
@@ -73,6 +79,31 @@ int main(void)
     free(g1);
     free(g2);
     free(g3);
+
+    /* ---- class 224: a private stack of 7, then the shared head ---- */
+    clean("before the private-stack test");
+    static void *o[PRIV_C + 2];
+    for (int i = 0; i < PRIV_C + 2; i++)
+        REQUIRE((o[i] = malloc(SZ_C)) != NULL, "malloc");
+    for (int i = 0; i < PRIV_C + 2; i++)
+        free(o[i]);
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    int order_bad = 0;
+    for (int i = 0; i < PRIV_C + 2; i++) {
+        int w = i < PRIV_C ? PRIV_C - 1 - i : 2 * PRIV_C + 1 - i;
+        void *g = malloc(SZ_C);
+        if (g != o[w] && order_bad++ < 3)
+            CHECK(0, "class 224, Put o0..o8: Get %d returned %p, expected o%d = %p", i, g, w, o[w]);
+        o[w] = g;
+    }
+    CHECK(order_bad == 0, "class 224: %d of %d Gets out of the private-stack order", order_bad,
+          PRIV_C + 2);
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    CHECK(D(s0, s1, SZ_C, hits_private) == PRIV_C && D(s0, s1, SZ_C, hits_shared) == 2,
+          "class 224: hits_private +%llu hits_shared +%llu, expected +%d and +2",
+          D(s0, s1, SZ_C, hits_private), D(s0, s1, SZ_C, hits_shared), PRIV_C);
+    for (int i = 0; i < PRIV_C + 2; i++)
+        free(o[i]);
 
     /* ---- 100 Puts, one rotation: all found in the victim ---- */
     enum { N = 100 };

@@ -8,7 +8,7 @@
  *   - no object may come from that range, every one must keep its stamp and have a usable size
  *     of at least its request;
  *   - the pools still serve, by jemalloc's usable size: then N malloc(100)/free pairs must each
- *     get the freed object back (the private slot), and the statistics must show it.
+ *     get the freed object back (the private stack), and the statistics must show it.
  * Run with SYNCPOOL_ROTATE_MS=0 so that no rotation empties the pools between rounds. */
 #define _GNU_SOURCE
 #include "sp_stats.h"

@@ -56,16 +56,40 @@ static long drain(unsigned c)
 
 static void test_pool_order(void)
 {
-    /* TestPool: Put a, Put b -> Get a (private), Get b (shared head), Get nothing. */
+    /* TestPool, with a private stack of k objects: Put o[0..k+1] -> the first k fill the private
+     * stack and the last two go to the shared head, so the Gets return o[k-1] .. o[0] (private,
+     * newest first), then o[k+1], o[k] (shared head, LIFO), then nothing. */
+    unsigned k = sp_priv_cap[cls48];
+    CHECK(k == SP_PRIV_MAX, "class 48 keeps %u private objects, want %d", k, SP_PRIV_MAX);
     CHECK(sp_pool_get(cls48) == NULL, "empty pool returned an object");
-    void *a = obj(), *b = obj();
-    CHECK(sp_pool_put(cls48, a) && sp_pool_put(cls48, b), "put refused");
-    void *g1 = sp_pool_get(cls48), *g2 = sp_pool_get(cls48), *g3 = sp_pool_get(cls48);
-    CHECK(g1 == a, "first Get: %p, want a=%p", g1, a);
-    CHECK(g2 == b, "second Get: %p, want b=%p", g2, b);
-    CHECK(g3 == NULL, "third Get: %p, want none", g3);
-    be_free(a);
-    be_free(b);
+    void *o[SP_PRIV_MAX + 2];
+    struct sp_class_stats s0 = stats_of(cls48);
+    for (unsigned i = 0; i < k + 2; i++) CHECK(sp_pool_put(cls48, o[i] = obj()), "put refused");
+    for (unsigned i = 0; i < k + 2; i++) {
+        void *want = i < k ? o[k - 1 - i] : o[2 * k + 1 - i];
+        void *g = sp_pool_get(cls48);
+        CHECK(g == want, "Get %u: %p, want o[%u]=%p", i, g, i < k ? k - 1 - i : 2 * k + 1 - i,
+              want);
+    }
+    void *g = sp_pool_get(cls48);
+    CHECK(g == NULL, "Get %u: %p, want none", k + 2, g);
+    struct sp_class_stats s1 = stats_of(cls48);
+    CHECK(s1.hits_private - s0.hits_private == k && s1.hits_shared - s0.hits_shared == 2 &&
+              s1.puts - s0.puts == k + 2,
+          "hits_private +%llu (want %u), hits_shared +%llu (want 2), puts +%llu",
+          (unsigned long long)(s1.hits_private - s0.hits_private), k,
+          (unsigned long long)(s1.hits_shared - s0.hits_shared),
+          (unsigned long long)(s1.puts - s0.puts));
+    for (unsigned i = 0; i < k + 2; i++) be_free(o[i]);
+    /* From 2 KiB up a class keeps Go's single private object; the cap bounds the stack too. */
+    for (unsigned c = 0; c < sp_nclasses; c++) {
+        unsigned want = SP_PRIV_BYTES / sp_class_size[c];
+        if (want > SP_PRIV_MAX) want = SP_PRIV_MAX;
+        if (want > sp_cap[c]) want = sp_cap[c];
+        if (want < 1) want = 1;
+        CHECK(sp_priv_cap[c] == want, "class %u B keeps %u private objects, want %u",
+              sp_class_size[c], sp_priv_cap[c], want);
+    }
 }
 
 static void test_victim(void)
@@ -161,14 +185,13 @@ static void test_recycled_p(void)
     be_free(y);
 }
 
-/* Threads that each cache two objects (one private, one stealable) and wait. */
+/* Threads that each cache a full private stack and one stealable object, and wait. */
 static pthread_barrier_t bar_cached, bar_done;
-static void *cache_two_and_wait(void *arg)
+static void *cache_stack_and_wait(void *arg)
 {
-    void **pair = arg;
+    void **objs = arg;   /* objs[0 .. k-1]: private; objs[k]: shared */
     attach();
-    sp_pool_put(cls48, pair[0]);
-    sp_pool_put(cls48, pair[1]);
+    for (unsigned i = 0; i <= sp_priv_cap[cls48]; i++) sp_pool_put(cls48, objs[i]);
     pthread_barrier_wait(&bar_cached);
     pthread_barrier_wait(&bar_done);
     detach();
@@ -177,16 +200,17 @@ static void *cache_two_and_wait(void *arg)
 
 static void test_steal_many_ps(void)
 {
-    /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost. */
+    /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost, and
+     * no private one. */
     enum { T = 70 };
+    unsigned k = sp_priv_cap[cls48];
     pthread_t th[T];
-    void *pairs[T][2];
+    void *cached[T][SP_PRIV_MAX + 1];
     pthread_barrier_init(&bar_cached, NULL, T + 1);
     pthread_barrier_init(&bar_done, NULL, T + 1);
     for (int i = 0; i < T; i++) {
-        pairs[i][0] = obj();
-        pairs[i][1] = obj();
-        pthread_create(&th[i], NULL, cache_two_and_wait, pairs[i]);
+        for (unsigned j = 0; j <= k; j++) cached[i][j] = obj();
+        pthread_create(&th[i], NULL, cache_stack_and_wait, cached[i]);
     }
     pthread_barrier_wait(&bar_cached);
     struct sp_class_stats s0 = stats_of(cls48);
@@ -194,7 +218,7 @@ static void test_steal_many_ps(void)
     void *x;
     while ((x = sp_pool_get(cls48))) {
         int ok = 0;
-        for (int i = 0; i < T; i++) ok += x == pairs[i][1];
+        for (int i = 0; i < T; i++) ok += x == cached[i][k];
         wrong += ok != 1;
         stolen++;
         be_free(x);
