@@ -279,8 +279,7 @@ static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
     void *x;
     if (n > 1 && (x = sp_steal(t, g, cls, n)) != NULL) return x;
     struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
-    if (v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed) &&
-        (x = sp_get_victim(t, v, cls, n)) != NULL)
+    if (sp_victim_worth_searching(v, g, cls) && (x = sp_get_victim(t, v, cls, n)) != NULL)
         return x;
     sp_count(t->proc, cls, SP_C_MISS);
     return NULL;

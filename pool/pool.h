@@ -236,19 +236,57 @@ static inline __attribute__((always_inline)) void *sp_pool_get_shared(struct sp_
     return x;
 }
 
-static inline __attribute__((always_inline)) bool sp_pool_put_shared(struct sp_thread *t,
-                                                                      size_t cls, void *x)
+/* The victim generation v may hold objects of class cls (g: the local generation; a victim
+ * search that came back empty marks the class, Go's victimSize = 0). */
+static inline bool sp_victim_worth_searching(struct sp_gen *v, struct sp_gen *g, size_t cls)
+{
+    return v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed);
+}
+
+/* After sp_pool_get_shared came back empty: true when the rest of Get cannot find anything
+ * either, because my chain is empty, no other P exists to steal from and the victim has nothing
+ * of this class.  Counted as a miss: the caller allocates from the backend (sp_pool_alloc_class)
+ * without the slow path's walk.  false: the slow path decides. */
+static inline __attribute__((always_inline)) bool sp_pool_miss_now(struct sp_thread *t,
+                                                                    size_t cls)
 {
     struct sp_pblock *pb = t->pb;
-    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed))) return false;
-    struct sp_own *o = &pb->own[cls];
-    /* The private stack is full (the fast path found it so), and counts towards the cap.  Only
-     * the newest ring: growing the chain is the slow path's (so callers stay free of calls). */
-    if (o->count + sp_priv_cap[cls] >= sp_cap[cls] || !o->head || !sp_dequeue_push_head(o->head, x))
+    if (pb != atomic_load_explicit(&t->get_pb, memory_order_relaxed) || pb->own[cls].count != 0)
         return false;
+    if (atomic_load_explicit(&sp_nprocs, memory_order_acquire) > 1) return false;
+    /* local, then victim: the order sp_pool_publish stores them in reverse (see there). */
+    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
+    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
+    if (sp_victim_worth_searching(v, g, cls)) return false;
+    sp_count(t->proc, cls, SP_C_MISS);
+    return true;
+}
+
+/* Put's second step.  SP_PUT_TAKEN: x is in my shared chain; SP_PUT_REFUSED: the cap is reached
+ * (counted as a Put and an overflow): the caller frees x to the backend; SP_PUT_SLOW: not decided
+ * here, the slow path decides. */
+enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_REFUSED };
+static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_thread *t,
+                                                                     size_t cls, void *x)
+{
+    struct sp_pblock *pb = t->pb;
+    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed)))
+        return SP_PUT_SLOW;
+    struct sp_own *o = &pb->own[cls];
+    /* The private stack is full (the fast path found it so), and counts towards the cap. */
+    if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) {
+        /* count does not see what thieves took: every 64th refusal goes to the slow path, which
+         * recounts the chain (sp_put_more). */
+        if ((t->proc->cnt[SP_C_OVERFLOW][cls] & 63) == 0) return SP_PUT_SLOW;
+        sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
+        sp_count(t->proc, cls, SP_C_OVERFLOW);
+        return SP_PUT_REFUSED;
+    }
+    /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
+    if (!o->head || !sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
     o->count++;
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
-    return true;
+    return SP_PUT_TAKEN;
 }
 
 /* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap

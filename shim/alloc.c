@@ -80,6 +80,10 @@ static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
         sp_rcu_exit(&t->rcu);
         return x;
     }
+    if (sp_pool_miss_now(t, c)) {
+        sp_rcu_exit(&t->rcu);
+        return sp_pool_alloc_class(t, c, 0);
+    }
     return sp_get_rest_or_alloc(t, c);
 }
 
@@ -99,14 +103,25 @@ static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
     return true;
 }
 
+/* Over the cap (sp_pool_put_shared counted it): p back to the backend.  Out of line, so that
+ * sp_free_rest stays free of register saves. */
+static SP_NOINLINE bool sp_free_refused(struct sp_thread *t, size_t c, void *p)
+{
+    sp_rcu_exit(&t->rcu);
+    be_free_class(p, sp_class_size[c], t->zone_flags);
+    return true;
+}
+
 /* As sp_malloc_rest.  Returns true (the object is taken care of), to fit sp_pool_put_or. */
 static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_free_unpooled(t, c, p);
-    if (SP_LIKELY(sp_pool_put_shared(t, c, p))) {
+    int r = sp_pool_put_shared(t, c, p);
+    if (SP_LIKELY(r == SP_PUT_TAKEN)) {
         sp_rcu_exit(&t->rcu);
         return true;
     }
+    if (r == SP_PUT_REFUSED) return sp_free_refused(t, c, p);
     return sp_put_rest_or_free(t, c, p);
 }
 

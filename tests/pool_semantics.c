@@ -8,6 +8,8 @@
  *   - Put a, b, c  -> Get a (private), c, b (the owner pops its shared chain LIFO).
  *   - Class 224, Put o0 .. o8 -> Get o6 .. o0 (the private stack, newest first), then o8, o7
  *     (shared head), with hits_private +7 and hits_shared +2.
+ *   - The per-P cap through free(): 102 + 70 frees of 2560 B -> 102 cached (256 KiB), 70
+ *     released; 103 mallocs after it -> one miss.
  *   - Put 100 (they spill into the shared chain), rotate once -> 100 Gets return exactly those
  *     100 objects (from the victim: hits_victim >= 99, no misses), the 101st is a miss.
  *   - Put 101, rotate twice -> nothing cached, released grew by >= 101, the next Get misses.
@@ -104,6 +106,36 @@ int main(void)
           D(s0, s1, SZ_C, hits_private), D(s0, s1, SZ_C, hits_shared), PRIV_C);
     for (int i = 0; i < PRIV_C + 2; i++)
         free(o[i]);
+
+    /* ---- the per-P cap through free(): cap + 70 Puts of class 2560 -> exactly cap cached, 70
+     * released (the refusals free() decides itself, and every 64th, which recounts the chain),
+     * then cap Gets from the pool and a miss ---- */
+    {
+        const char *cb = getenv("SYNCPOOL_CACHE_BYTES");
+        REQUIRE(!cb, "run without SYNCPOOL_CACHE_BYTES (the cap below is the default's)");
+        enum { CAP = 262144 / 2560, EXTRA = 70 };
+        static void *big[CAP + EXTRA];
+        clean("before the cap test");
+        for (int i = 0; i < CAP + EXTRA; i++)
+            REQUIRE((big[i] = malloc(SZ_A)) != NULL, "malloc");
+        REQUIRE(sp_stats_read(&s0) == 0, "stats");
+        for (int i = 0; i < CAP + EXTRA; i++)
+            free(big[i]);
+        REQUIRE(sp_stats_read(&s1) == 0, "stats");
+        CHECK(D(s0, s1, SZ_A, puts) == CAP + EXTRA && D(s0, s1, SZ_A, released) == EXTRA &&
+                  sp_stats_class(&s1, SZ_A)->cached_bytes == (unsigned long long)CAP * 2560,
+              "cap: %d frees of 2560 B -> puts +%llu released +%llu cached %llu B, expected "
+              "+%d, +%d and %d B", CAP + EXTRA, D(s0, s1, SZ_A, puts), D(s0, s1, SZ_A, released),
+              sp_stats_class(&s1, SZ_A)->cached_bytes, CAP + EXTRA, EXTRA, CAP * 2560);
+        for (int i = 0; i < CAP + 1; i++)
+            big[i] = malloc(SZ_A);
+        REQUIRE(sp_stats_read(&s2) == 0, "stats");
+        CHECK(D(s1, s2, SZ_A, gets) == CAP + 1 && D(s1, s2, SZ_A, misses) == 1,
+              "cap: %d Gets after it -> gets +%llu misses +%llu, expected +%d and +1", CAP + 1,
+              D(s1, s2, SZ_A, gets), D(s1, s2, SZ_A, misses), CAP + 1);
+        for (int i = 0; i < CAP + 1; i++)
+            free(big[i]);
+    }
 
     /* ---- 100 Puts, one rotation: all found in the victim ---- */
     enum { N = 100 };
