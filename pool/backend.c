@@ -20,6 +20,10 @@ __attribute__((visibility("default"))) const char *malloc_conf = "oversize_thres
 void *(*be_je_malloc)(size_t);
 void (*be_je_free)(void *);
 static bool be_purging_ours;
+/* The zone's dirty decay time while we purge (be_take_over_purging), -1 otherwise; read and
+ * written under be_zone_arena_lock. */
+static ssize_t be_zone_decay_ms = -1;
+static void be_zone_set_decay(unsigned ind);
 
 void be_init(void)
 {
@@ -187,6 +191,7 @@ static int be_zone_arena_flags(void)
             size_t len = sizeof ind;
             extent_hooks_t *hooks = &be_zone_hooks;
             if (mallctl("arenas.create", &ind, &len, &hooks, sizeof hooks) == 0) {
+                be_zone_set_decay(ind);
                 a = ind + 1;
                 atomic_store_explicit(&be_zone_arena, a, memory_order_release);
             } else {
@@ -265,9 +270,19 @@ void be_fork_child(void)
     pthread_mutex_init(&be_zone_arena_lock, NULL);
 }
 
+/* Every arena's dirty pages back to the kernel at once, the zone's too: after an allocation
+ * failed (freed memory at an address-space limit can sit in dirty extents jemalloc will not
+ * split for the request). */
+static void be_purge_all(void)
+{
+    char name[64];
+    snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
+    mallctl(name, NULL, NULL, NULL, 0);
+}
+
 void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf)
 {
-    if (be_purging_ours) be_purge();
+    if (be_purging_ours) be_purge_all();
     /* The zone may have room again (frees since it last failed, or what the purge turned into
      * reusable extents): tried whatever the backoff says, which other threads may set meanwhile. */
     void *p = NULL;
@@ -300,20 +315,47 @@ static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
     return true;
 }
 
-bool be_take_over_purging(void)
+/* The zone's dirty pages decay instead of being purged at each purge tick: a program that keeps
+ * freeing and reallocating small objects (python's generations of records) would otherwise
+ * fault the same pages in again after every purge (docs/design.md, "Purging").  Muzzy 0: what
+ * decays goes straight back to the kernel (MADV_FREE'd pages would still count in RSS). */
+static void be_zone_set_decay(unsigned ind)
+{
+    if (be_zone_decay_ms < 0) return;
+    char name[64];
+    ssize_t muzzy = 0;
+    snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", ind);
+    mallctl(name, NULL, NULL, &be_zone_decay_ms, sizeof be_zone_decay_ms);
+    snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", ind);
+    mallctl(name, NULL, NULL, &muzzy, sizeof muzzy);
+}
+
+bool be_take_over_purging(long period_ms)
 {
     const char *user = getenv("MALLOC_CONF");
     if (user && strstr(user, "decay_ms")) return false;
     be_purging_ours = true;
     /* jemalloc's decay purges a freed extent at once when it was dirtied within the current decay
      * epoch (a block freed and reallocated in a loop faults in again every time).  -1 = never
-     * purge on its own; the rotation thread purges instead (be_purge). */
-    return be_set_decay(-1, -1);
+     * purge on its own; the rotation thread purges instead (be_purge).  The zone holds no such
+     * blocks (only pooled classes): its pages decay over two rotation periods, at least 500 ms
+     * (what it took to keep python's page faults near jemalloc's, docs/performance.md), a decay
+     * the rotation thread runs even when nothing allocates (be_purge). */
+    if (!be_set_decay(-1, -1)) return false;
+    pthread_mutex_lock(&be_zone_arena_lock);     /* be_zone_decay_ms is read under it */
+    be_zone_decay_ms = 2 * period_ms < 500 ? 500 : 2 * period_ms;
+    unsigned a = atomic_load_explicit(&be_zone_arena, memory_order_relaxed);
+    if (a) be_zone_set_decay(a - 1);
+    pthread_mutex_unlock(&be_zone_arena_lock);
+    return true;
 }
 
 void be_give_back_purging(void)
 {
     be_purging_ours = false;
+    pthread_mutex_lock(&be_zone_arena_lock);
+    be_zone_decay_ms = -1;                        /* a zone made later keeps jemalloc's */
+    pthread_mutex_unlock(&be_zone_arena_lock);
     be_set_decay(10000, 0);   /* jemalloc 5.3's defaults (opt.dirty_decay_ms, opt.muzzy_decay_ms) */
 }
 
@@ -325,22 +367,39 @@ void be_thread_init(void)
 
 void be_purge(void)
 {
-    char name[64];
-    snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
-    mallctl(name, NULL, NULL, NULL, 0);
+    /* MIBs of arena.<i>.purge and arena.<i>.decay, looked up on the first call (only the rotation
+     * thread calls this). */
+    static size_t purge_mib[3], decay_mib[3];
+    static bool mibs_ok;
+    size_t len = 3;
+    if (!mibs_ok)
+        mibs_ok = mallctlnametomib("arena.0.purge", purge_mib, &len) == 0 &&
+                  (len = 3, mallctlnametomib("arena.0.decay", decay_mib, &len) == 0);
+    unsigned zone = atomic_load_explicit(&be_zone_arena, memory_order_acquire);   /* index + 1 */
+    unsigned narenas = 0;
+    size_t nlen = sizeof narenas;
+    if (!mibs_ok || mallctl("arenas.narenas", &narenas, &nlen, NULL, 0) != 0) {
+        be_purge_all();
+        return;
+    }
+    for (unsigned i = 0; i < narenas; i++) {
+        size_t *mib = i + 1 == zone ? decay_mib : purge_mib;
+        mib[1] = i;
+        mallctlbymib(mib, 3, NULL, NULL, NULL, 0);   /* uninitialised arenas are skipped */
+    }
 }
 
 void *be_alloc_after_oom(size_t n, int flags)
 {
     if (!be_purging_ours) return NULL;
-    be_purge();
+    be_purge_all();
     return mallocx(n, flags);
 }
 
 void *be_realloc_after_oom(void *p, size_t n, int flags)
 {
     if (!be_purging_ours) return NULL;
-    be_purge();
+    be_purge_all();
     return rallocx(p, n, flags);
 }
 #endif

@@ -180,10 +180,12 @@ static inline size_t be_class_size_aligned(size_t n, size_t align)
 void be_init(void);
 /* In a forked child: our own lock of the backend (arena creation) is fresh again. */
 void be_fork_child(void);
-/* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread), which
- * then calls be_purge() on its own schedule.  Returns false if the user's MALLOC_CONF sets a
- * decay time (theirs wins) or jemalloc refused. */
-bool be_take_over_purging(void);
+/* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread, whose
+ * period is period_ms), which then calls be_purge() on its own schedule.  Returns false if the
+ * user's MALLOC_CONF sets a decay time (theirs wins) or jemalloc refused. */
+bool be_take_over_purging(long period_ms);
+/* The rotation thread's periodic purge: every arena's dirty pages but the zone's go back to the
+ * kernel; the zone's decay (pages unused for longer than its decay time) is run. */
 void be_purge(void);
 /* Gives purging back to jemalloc (its default decay times), e.g. when no thread can do it. */
 void be_give_back_purging(void);
@@ -253,7 +255,7 @@ static inline size_t be_usable(const void *p) { return malloc_usable_size((void 
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
 static inline void be_fork_child(void) {}
-static inline bool be_take_over_purging(void) { return false; }
+static inline bool be_take_over_purging(long period_ms) { (void)period_ms; return false; }
 static inline void be_purge(void) {}
 static inline void be_give_back_purging(void) {}
 static inline void be_thread_init(void) {}

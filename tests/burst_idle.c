@@ -9,7 +9,9 @@
  * After each round the main thread waits 3 rotation periods, then polls (no allocation while
  * polling) for at most 2 s until syncpool_cached_bytes() == 0, and then reads the stats: the
  * `released` counters (summed over the classes) must have grown by >= the number of objects
- * freed in the round, and at least 2 rotations must have happened. */
+ * freed in the round, and at least 2 rotations must have happened.  After round 1 the pages
+ * must also leave the process: within 3 s more, the anonymous RSS falls back to within a quarter
+ * of what the burst added (jemalloc alone keeps them: its decay needs allocation to run). */
 #define _GNU_SOURCE
 #include "sp_stats.h"
 
@@ -96,6 +98,19 @@ static void wait_idle(const char *round, unsigned long long released_before,
           waited, PERIOD_MS);
 }
 
+/* RssAnon of this process in KiB (0 if unreadable). */
+static long rss_anon_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
 static unsigned long long released_now(void)
 {
     struct sp_stats st;
@@ -115,12 +130,28 @@ int main(void)
 
     /* round 1: the thread stays alive, idle */
     unsigned long long rel = released_now(), rot = syncpool_rotations();
+    long rss_base = rss_anon_kib();
     REQUIRE(pthread_create(&t, NULL, burst_thread, (void *)1) == 0, "pthread_create");
     pthread_mutex_lock(&mu);
     while (!done_freeing)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
+    long rss_burst = rss_anon_kib();
     wait_idle("round 1 (thread idle)", rel, rot);
+    /* The pages go back to the kernel: syncpool purges jemalloc's other arenas and runs the
+     * zone's decay (2 periods, at least 500 ms) from the rotation thread (docs/design.md). */
+    double t1 = sp_now();
+    long rss = rss_anon_kib(), limit = rss_base + (rss_burst - rss_base) / 4;
+    while (rss > limit && sp_now() - t1 < 3.0) {
+        sp_sleep_ms(20);
+        rss = rss_anon_kib();
+    }
+    printf("  round 1: RssAnon %ld KiB before, %ld after the burst, %ld after %.2f s more idle\n",
+           rss_base, rss_burst, rss, sp_now() - t1);
+    CHECK(rss_burst - rss_base > 10000, "round 1: the burst added only %ld KiB",
+          rss_burst - rss_base);
+    CHECK(rss <= limit, "round 1: RssAnon %ld KiB after %.2f s idle, expected <= %ld (%ld before "
+          "the burst, %ld after it)", rss, sp_now() - t1, limit, rss_base, rss_burst);
     pthread_mutex_lock(&mu);
     may_exit = 1;
     pthread_cond_broadcast(&cv);
