@@ -101,11 +101,14 @@ static void *sp_rotator_main(void *arg)
     (void)arg;
     sp_self.state = SP_T_OFF;   /* this thread's own allocations go straight to the backend */
     be_thread_init();
-    /* Dirty pages go back to the kernel at most every two periods (and at least 200 ms apart, so
-     * a 1 ms rotation does not turn into constant page faults): memory that rotation handed back
-     * to jemalloc leaves the process soon after. */
-    long purge_every = 2 * sp_period_ms < 200 ? 200 : 2 * sp_period_ms;
-    long last_purge = sp_now_ms();
+    /* Memory that rotation handed back to jemalloc leaves the process soon after: the zone's
+     * decay runs every two periods (at least 200 ms apart, so a 1 ms rotation does not turn into
+     * constant page faults), and the other arenas' dirty pages (large blocks) are purged every two
+     * periods but at least 1 s apart, since a program that keeps reallocating large blocks faults
+     * in again whatever is purged (docs/design.md, "Purging"). */
+    long decay_every = 2 * sp_period_ms < 200 ? 200 : 2 * sp_period_ms;
+    long purge_every = 2 * sp_period_ms < 1000 ? 1000 : 2 * sp_period_ms;
+    long last_decay = sp_now_ms(), last_purge = last_decay;
     pthread_mutex_lock(&sp_rot_lock);
     while (!sp_rot_stop) {
         struct timespec at;
@@ -118,9 +121,12 @@ static void *sp_rotator_main(void *arg)
             rc = pthread_cond_timedwait(&sp_rot_cond, &sp_rot_lock, &at);
         if (sp_rot_stop) break;
         sp_rotate_locked();
-        if (sp_purging && sp_now_ms() - last_purge >= purge_every) {
-            be_purge();
-            last_purge = sp_now_ms();
+        long now = sp_now_ms();
+        if (sp_purging && now - last_decay >= decay_every) {
+            bool arenas = now - last_purge >= purge_every;
+            be_purge(arenas);
+            last_decay = now;
+            if (arenas) last_purge = now;
         }
     }
     pthread_mutex_unlock(&sp_rot_lock);

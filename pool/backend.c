@@ -365,7 +365,7 @@ void be_thread_init(void)
     mallctl("thread.arena", NULL, NULL, &zero, sizeof zero);
 }
 
-void be_purge(void)
+void be_purge(bool arenas)
 {
     /* MIBs of arena.<i>.purge and arena.<i>.decay, looked up on the first call (only the rotation
      * thread calls this). */
@@ -379,10 +379,11 @@ void be_purge(void)
     unsigned narenas = 0;
     size_t nlen = sizeof narenas;
     if (!mibs_ok || mallctl("arenas.narenas", &narenas, &nlen, NULL, 0) != 0) {
-        be_purge_all();
+        if (arenas) be_purge_all();
         return;
     }
     for (unsigned i = 0; i < narenas; i++) {
+        if (i + 1 != zone && !arenas) continue;
         size_t *mib = i + 1 == zone ? decay_mib : purge_mib;
         mib[1] = i;
         mallctlbymib(mib, 3, NULL, NULL, NULL, 0);   /* uninitialised arenas are skipped */

@@ -184,9 +184,9 @@ void be_fork_child(void);
  * period is period_ms), which then calls be_purge() on its own schedule.  Returns false if the
  * user's MALLOC_CONF sets a decay time (theirs wins) or jemalloc refused. */
 bool be_take_over_purging(long period_ms);
-/* The rotation thread's periodic purge: every arena's dirty pages but the zone's go back to the
- * kernel; the zone's decay (pages unused for longer than its decay time) is run. */
-void be_purge(void);
+/* The rotation thread's purge tick: runs the zone's decay (its pages unused for longer than its
+ * decay time go back to the kernel) and, if `arenas`, purges every other arena's dirty pages. */
+void be_purge(bool arenas);
 /* Gives purging back to jemalloc (its default decay times), e.g. when no thread can do it. */
 void be_give_back_purging(void);
 /* For a background thread of ours: sets up its backend state now, bound to arena 0, so that it
@@ -256,7 +256,7 @@ static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
 static inline void be_fork_child(void) {}
 static inline bool be_take_over_purging(long period_ms) { (void)period_ms; return false; }
-static inline void be_purge(void) {}
+static inline void be_purge(bool arenas) { (void)arenas; }
 static inline void be_give_back_purging(void) {}
 static inline void be_thread_init(void) {}
 static inline void *be_alloc_after_oom(size_t n, int flags) { (void)n; (void)flags; return NULL; }

@@ -191,7 +191,8 @@ static void one_kind(enum kind k, size_t n)
     release(count, what);
     /* Works again: half as many blocks of the same kind.  Freed memory can take a moment to
      * become reusable (syncpool's rotation thread purges jemalloc's dirty pages every
-     * max(200 ms, 2 rotation periods); jemalloc alone decays them over seconds), so a short
+     * max(1 s, 2 rotation periods), the zone's over max(500 ms, 2 periods), and a failed
+     * allocation purges at once; jemalloc alone decays them over seconds), so a short
      * attempt is retried for up to 3 s; the first attempt's count is printed too. */
     size_t again = count / 2, i = 0, first = 0;
     int err = 0, tries = 0;
