@@ -373,12 +373,10 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     if (sp_priv_push(pb, cls, x)) return true;
     /* cap counts the private stack too (it is full here). */
-    if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) {
-        /* The count does not see what thieves took: recount before refusing, but only on every
-         * 64th refusal (a recount walks every ring of the chain). */
-        if ((t->proc->cnt[SP_C_OVERFLOW][cls] & 63) != 0) goto overflow;
+    if (sp_at_cap(o, cls)) {
+        if (!sp_recount_due(t, cls)) goto overflow;
         o->count = sp_chain_len(o->head);
-        if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) goto overflow;
+        if (sp_at_cap(o, cls)) goto overflow;
     }
     if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
         o->count++;

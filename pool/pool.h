@@ -262,6 +262,18 @@ static inline __attribute__((always_inline)) bool sp_pool_miss_now(struct sp_thr
     return true;
 }
 
+/* My shared chain and my (full) private stack together hold class cls's cap.  count may
+ * overcount (it does not see what thieves took), so a refusal is checked by a recount now and
+ * then: on every 64th refusal of the class (sp_recount_due), since a recount walks every ring. */
+static inline __attribute__((always_inline)) bool sp_at_cap(const struct sp_own *o, size_t cls)
+{
+    return o->count + sp_priv_cap[cls] >= sp_cap[cls];
+}
+static inline __attribute__((always_inline)) bool sp_recount_due(const struct sp_thread *t, size_t cls)
+{
+    return (t->proc->cnt[SP_C_OVERFLOW][cls] & 63) == 0;
+}
+
 /* Put's second step.  SP_PUT_TAKEN: x is in my shared chain; SP_PUT_REFUSED: the cap is reached
  * (counted as a Put and an overflow): the caller frees x to the backend; SP_PUT_SLOW: not decided
  * here, the slow path decides. */
@@ -274,10 +286,8 @@ static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_th
         return SP_PUT_SLOW;
     struct sp_own *o = &pb->own[cls];
     /* The private stack is full (the fast path found it so), and counts towards the cap. */
-    if (o->count + sp_priv_cap[cls] >= sp_cap[cls]) {
-        /* count does not see what thieves took: every 64th refusal goes to the slow path, which
-         * recounts the chain (sp_put_more). */
-        if ((t->proc->cnt[SP_C_OVERFLOW][cls] & 63) == 0) return SP_PUT_SLOW;
+    if (sp_at_cap(o, cls)) {
+        if (sp_recount_due(t, cls)) return SP_PUT_SLOW;      /* sp_put_more recounts */
         sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
         sp_count(t->proc, cls, SP_C_OVERFLOW);
         return SP_PUT_REFUSED;
