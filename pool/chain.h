@@ -44,15 +44,23 @@ static inline uint32_t sp_chain_push_head_n(struct sp_dequeue **head,
     return done;
 }
 
+/* Owner only: up to max of the newest values, from the newest ring that is not empty (as
+ * sp_dequeue_pop_head_n: out[0..k), oldest first).  Returns k (0: the chain is empty). */
+static inline uint32_t sp_chain_pop_head_n(struct sp_dequeue *head, void **out, uint32_t max)
+{
+    for (struct sp_dequeue *d = head; d; d = atomic_load_explicit(&d->prev, memory_order_acquire)) {
+        uint32_t n = sp_dequeue_pop_head_n(d, out, max);
+        if (n) return n;
+        /* d is empty: older rings may still hold values (prev is cleared once a thief unlinks). */
+    }
+    return 0;
+}
+
 /* Owner only. */
 static inline void *sp_chain_pop_head(struct sp_dequeue *head)
 {
-    for (struct sp_dequeue *d = head; d; d = atomic_load_explicit(&d->prev, memory_order_acquire)) {
-        void *val = sp_dequeue_pop_head(d);
-        if (val) return val;
-        /* d is empty: older rings may still hold values (prev is cleared once a thief unlinks). */
-    }
-    return NULL;
+    void *v;
+    return sp_chain_pop_head_n(head, &v, 1) ? v : NULL;
 }
 
 /* Puts a ring that a thief unlinked on the retire list.  It is freed only after a grace period:

@@ -80,27 +80,40 @@ static inline uint32_t sp_dequeue_push_head_n(struct sp_dequeue *d, void *const 
     return k;
 }
 
-/* Producer only.  Returns NULL if the ring is empty. */
-static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
+/* Producer only: popHead for a batch, with one CAS for all of it.  Takes the newest k <= max
+ * values (k = what the ring holds, if less) into out[0..k), oldest first, so out[k - 1] is what k
+ * popHeads would have returned first.  Returns k (0: empty).  max = 1 is exactly popHead. */
+static inline uint32_t sp_dequeue_pop_head_n(struct sp_dequeue *d, void **out, uint32_t max)
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
-    uint32_t head;
+    uint32_t head, n;
     for (;;) {
         uint32_t tail = (uint32_t)ht;
         head = (uint32_t)(ht >> 32);
-        if (tail == head) return NULL;
-        head--;
-        /* Winning this CAS takes slot `head` back: consumers only claim slots below the head
-         * they observe, and tail <= head held at the CAS. */
+        if (tail == head) return 0;
+        n = head - tail;
+        if (n > max) n = max;
+        head -= n;
+        /* Winning this CAS takes slots [head, head + n) back: consumers only claim slots below
+         * the head they observe, and tail <= head held at the CAS. */
         if (atomic_compare_exchange_weak_explicit(&d->head_tail, &ht, sp_dq_pack(head, tail),
                                                   memory_order_relaxed, memory_order_relaxed))
             break;
     }
-    void *_Atomic *slot = &d->vals[head & d->mask];
-    /* We wrote this value ourselves, and no consumer can claim the slot any more. */
-    void *val = atomic_load_explicit(slot, memory_order_relaxed);
-    atomic_store_explicit(slot, NULL, memory_order_relaxed);
-    return val;
+    for (uint32_t i = 0; i < n; i++) {
+        void *_Atomic *slot = &d->vals[(head + i) & d->mask];
+        /* We wrote these values ourselves, and no consumer can claim the slots any more. */
+        out[i] = atomic_load_explicit(slot, memory_order_relaxed);
+        atomic_store_explicit(slot, NULL, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* Producer only.  Returns NULL if the ring is empty. */
+static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
+{
+    void *v;
+    return sp_dequeue_pop_head_n(d, &v, 1) ? v : NULL;
 }
 
 /* Any thread: Go's popTail, extended to a batch.  Takes up to max values from the tail (half of

@@ -19,6 +19,7 @@ struct sp_gen *_Atomic sp_local_gen;
 struct sp_gen *_Atomic sp_victim_gen;
 uint32_t sp_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_cap[SP_MAX_CLASSES];
+uint8_t sp_priv_batch[SP_MAX_CLASSES];
 _Atomic uint64_t sp_released[SP_MAX_CLASSES];
 /* Held while a generation is recycled and while statistics read live pblocks. */
 static pthread_mutex_t sp_recycle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -192,6 +193,39 @@ void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES])
     pthread_mutex_unlock(&sp_recycle_lock);
 }
 
+/* ---- the private stack's batches (pool.h, sp_priv_batch) ------------------------------------ */
+
+/* My private stack of cls is empty (top[-1] == NULL): takes up to sp_priv_batch[cls] (at least 1)
+ * of my shared chain's newest objects with one CAS, keeps all but the newest on the stack (oldest
+ * at the bottom: the order of single pops) and returns the newest; NULL if the chain is empty. */
+static inline __attribute__((always_inline)) void *sp_priv_refill(struct sp_pblock *pb,
+                                                                   size_t cls)
+{
+    struct sp_own *o = &pb->own[cls];
+    void **top = pb->top[cls];
+    uint32_t m = sp_priv_batch[cls];
+    /* The batch lands at top[0..k), inside the stack: it is empty and k <= its size. */
+    uint32_t k = sp_chain_pop_head_n(o->head, top, m + (m == 0));
+    if (k == 0) return NULL;
+    o->count -= k;                       /* count never undercounts (only steals go unseen) */
+    pb->top[cls] = top + k - 1;          /* top[k - 1], the newest, is handed out */
+    return top[k - 1];
+}
+
+/* My private stack of cls is full and its oldest k objects have just been pushed to my shared
+ * chain: moves the rest down and pushes x.  The NULL below the stack is never written, and slots
+ * above the new top are not read. */
+static inline __attribute__((always_inline)) void sp_priv_spilled(struct sp_pblock *pb,
+                                                                   size_t cls, uint32_t k, void *x)
+{
+    uint32_t cap = sp_priv_cap[cls];
+    void **base = pb->top[cls] - cap;
+    for (uint32_t i = k; i < cap; i++) base[i - k] = base[i];
+    base[cap - k] = x;
+    pb->top[cls] = base + cap - k + 1;
+    pb->own[cls].count += k;
+}
+
 /* ---- Get / Put slow paths ---------------------------------------------------------------- */
 
 /* A steal takes up to half of the victim P's oldest ring, at most this many, with one CAS:
@@ -292,18 +326,17 @@ static void *sp_get_more(struct sp_thread *t, size_t cls)
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
     void *x;
-    if (g->seq != t->gen_seq) {
-        pb = sp_pblock_refresh(t, g, false);
-        if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {
-            sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
-            return x;
-        }
+    if (g->seq != t->gen_seq) pb = sp_pblock_refresh(t, g, false);
+    /* My private stack: empty if the fast path just looked at it, but it saw "off" (a new
+     * generation, or none of mine yet), and the refill below must find it empty. */
+    if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {
+        sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
+        return x;
     }
     /* count never undercounts (only steals go unseen), so 0 means the chain is empty: skip the
      * walk back through older rings, which nobody unlinks while no thief runs. */
     if (pb && pb->own[cls].count) {
-        if ((x = sp_chain_pop_head(pb->own[cls].head)) != NULL) {
-            pb->own[cls].count--;
+        if ((x = sp_priv_refill(pb, cls)) != NULL) {
             sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
             return x;
         }
@@ -343,12 +376,25 @@ void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags)
     return x;
 }
 
-void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
+__attribute__((noinline)) void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
 {
     void *x = sp_get_more(t, cls);
     sp_rcu_exit(&t->rcu);
     if (x) return x;
     return sp_pool_alloc_class(t, cls, 0);   /* a miss */
+}
+
+void *sp_get_shared_or_alloc(struct sp_thread *t, size_t cls)
+{
+    struct sp_pblock *pb = t->pb;
+    void *x = sp_priv_refill(pb, cls);
+    if (SP_UNLIKELY(x == NULL)) {
+        pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
+        return sp_get_rest_or_alloc(t, cls);
+    }
+    sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
+    sp_rcu_exit(&t->rcu);
+    return x;
 }
 
 /* Past the private stack (or a Put that must refresh first).  Inside a section; ACTIVE. */
@@ -372,15 +418,26 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
     struct sp_own *o = &pb->own[cls];
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     if (sp_priv_push(pb, cls, x)) return true;
-    /* cap counts the private stack too (it is full here). */
-    if (sp_at_cap(o, cls)) {
+    /* The private stack is full here. */
+    uint32_t room = sp_cap_room(o, cls);
+    if (room == 0) {
         if (!sp_recount_due(t, cls)) goto overflow;
         o->count = sp_chain_len(o->head);
-        if (sp_at_cap(o, cls)) goto overflow;
+        if ((room = sp_cap_room(o, cls)) == 0) goto overflow;
     }
-    if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
-        o->count++;
-        return true;
+    uint32_t m = sp_priv_batch[cls];
+    if (m == 0) {                         /* Go's single private slot: x to the shared head */
+        if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
+            o->count++;
+            return true;
+        }
+    } else {                              /* the stack's oldest batch to the shared head */
+        uint32_t k = sp_chain_push_head_n(&o->head, &pb->tail[cls],
+                                          pb->top[cls] - sp_priv_cap[cls], m < room ? m : room);
+        if (k != 0) {
+            sp_priv_spilled(pb, cls, k, x);
+            return true;
+        }
     }
     /* No memory for a new ring: count the chain as full, so that only every 64th refusal tries
      * again (the recount above), not every Put (each try may cost a failing mmap). */
@@ -397,11 +454,25 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x)
     return ok;
 }
 
-bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
+__attribute__((noinline)) bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     bool ok = sp_put_more(t, cls, x);
     sp_rcu_exit(&t->rcu);
     if (!ok) be_free_class(x, sp_class_size[cls], t->zone_flags);
+    return true;
+}
+
+bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x)
+{
+    struct sp_pblock *pb = t->pb;
+    uint32_t m = sp_priv_batch[cls], room = sp_cap_room(&pb->own[cls], cls);
+    /* The stack's oldest m, into the newest ring only: growing the chain is the slow path's. */
+    uint32_t k = sp_dequeue_push_head_n(pb->own[cls].head, pb->top[cls] - sp_priv_cap[cls],
+                                        m < room ? m : room);
+    if (SP_UNLIKELY(k == 0)) return sp_put_rest_or_free(t, cls, x);
+    sp_priv_spilled(pb, cls, k, x);
+    sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
+    sp_rcu_exit(&t->rcu);
     return true;
 }
 
@@ -416,6 +487,7 @@ bool sp_pool_init(size_t cache_bytes)
         if (priv > SP_PRIV_MAX) priv = SP_PRIV_MAX;
         if (priv > sp_cap[c]) priv = sp_cap[c];
         sp_priv_cap[c] = (uint8_t)(priv < 1 ? 1 : priv);
+        sp_priv_batch[c] = sp_priv_cap[c] > 1 ? (uint8_t)((sp_priv_cap[c] + 1) / 2) : 0;
     }
     if (atomic_load_explicit(&sp_local_gen, memory_order_relaxed)) return true;
     struct sp_gen *g = sp_gen_new();

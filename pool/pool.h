@@ -9,6 +9,8 @@
  *   Get: own private -> own shared head -> other Ps' shared tails (steal) -> victim -> miss.
  *   Put: own private if not full, else push to own shared head; a P caches at most sp_cap[c]
  *        objects of class c per generation, beyond that the caller frees to the backend.
+ *   (A private stack of several objects trades with its shared head in batches, see
+ *   sp_priv_batch: the order of a P's Gets is the same.)
  *
  * All of it runs inside an RCU read-side critical section, so a generation (and any ring
  * retired from one) is freed only after every Get/Put that could see it has finished. */
@@ -78,6 +80,14 @@ extern const struct sp_pblock sp_pblock_off;
 
 /* Objects per private stack, per class (see struct sp_priv). */
 extern uint8_t sp_priv_cap[SP_MAX_CLASSES];
+/* How many objects a private stack and its shared chain trade at once, per class: a full stack
+ * hands its oldest sp_priv_batch[c] to the shared head with one head add (sp_priv_spilled), and an
+ * empty one takes up to that many of the newest back with one CAS (sp_priv_refill).  Half the
+ * stack, rounded up, so that a P whose Gets and Puts alternate at either end still hits its stack
+ * for a while.  0 for a stack of one object: Go's private slot, where a Put that finds it taken
+ * pushes x itself to the shared head.  Either way a P's cache keeps its order: its Gets see, over
+ * the private stack and the shared chain together, the newest object first. */
+extern uint8_t sp_priv_batch[SP_MAX_CLASSES];
 
 /* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
  * ThreadSanitizer builds use an atomic add so the stats reader is not reported. */
@@ -220,21 +230,20 @@ static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, voi
 
 /* The second step of Get and Put, for the callers' rest functions: my shared chain's head, when
  * my pblock is current (the fast paths point at it) and, for Put, the cap leaves room.  Inside
- * a section; the thread is ACTIVE.  NULL / false: not done here, the slow path decides. */
-static inline __attribute__((always_inline)) void *sp_pool_get_shared(struct sp_thread *t,
-                                                                       size_t cls)
+ * a section; the thread is ACTIVE.  Get's: true when my private stack is empty and my shared
+ * chain may hold objects: the caller hands over to sp_get_shared_or_alloc (a tail call, so that
+ * its own other paths save no registers); false: not done here. */
+static inline __attribute__((always_inline)) bool sp_pool_has_shared(struct sp_thread *t,
+                                                                     size_t cls)
 {
     struct sp_pblock *pb = t->pb;
-    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->get_pb, memory_order_relaxed))) return NULL;
-    struct sp_own *o = &pb->own[cls];
-    if (o->count == 0) return NULL;
-    void *x = sp_chain_pop_head(o->head);
-    if (SP_LIKELY(x != NULL)) {
-        o->count--;
-        sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
-    }
-    return x;
+    return pb == atomic_load_explicit(&t->get_pb, memory_order_relaxed) &&
+           pb->own[cls].count != 0;
 }
+/* After sp_pool_has_shared: a batch from my shared head (sp_priv_refill) and its newest object;
+ * if the chain turns out empty, the rest of Get and on a miss a fresh backend object, as
+ * sp_get_rest_or_alloc.  Closes the section. */
+void *sp_get_shared_or_alloc(struct sp_thread *t, size_t cls);
 
 /* The victim generation v may hold objects of class cls (g: the local generation; a victim
  * search that came back empty marks the class, Go's victimSize = 0). */
@@ -243,7 +252,7 @@ static inline bool sp_victim_worth_searching(struct sp_gen *v, struct sp_gen *g,
     return v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed);
 }
 
-/* After sp_pool_get_shared came back empty: true when the rest of Get cannot find anything
+/* After sp_pool_has_shared said no: true when the rest of Get cannot find anything
  * either, because my chain is empty, no other P exists to steal from and the victim has nothing
  * of this class.  Counted as a miss: the caller allocates from the backend (sp_pool_alloc_class)
  * without the slow path's walk.  false: the slow path decides. */
@@ -262,22 +271,28 @@ static inline __attribute__((always_inline)) bool sp_pool_miss_now(struct sp_thr
     return true;
 }
 
-/* My shared chain and my (full) private stack together hold class cls's cap.  count may
- * overcount (it does not see what thieves took), so a refusal is checked by a recount now and
- * then: on every 64th refusal of the class (sp_recount_due), since a recount walks every ring. */
-static inline __attribute__((always_inline)) bool sp_at_cap(const struct sp_own *o, size_t cls)
+/* How many objects my full private stack of class cls may still hand to my shared chain: the
+ * cap must hold once the stack has filled up again, which its Puts do without looking at the cap
+ * (so the cap counts the stack as full).  0: my pool holds the cap.  count may overcount (it does
+ * not see what thieves took), so a refusal is checked by a recount now and then: on every 64th
+ * refusal of the class (sp_recount_due), since a recount walks every ring. */
+static inline __attribute__((always_inline)) uint32_t sp_cap_room(const struct sp_own *o,
+                                                                  size_t cls)
 {
-    return o->count + sp_priv_cap[cls] >= sp_cap[cls];
+    uint32_t used = o->count + sp_priv_cap[cls];
+    return used < sp_cap[cls] ? sp_cap[cls] - used : 0;
 }
 static inline __attribute__((always_inline)) bool sp_recount_due(const struct sp_thread *t, size_t cls)
 {
     return (t->proc->cnt[SP_C_OVERFLOW][cls] & 63) == 0;
 }
 
-/* Put's second step.  SP_PUT_TAKEN: x is in my shared chain; SP_PUT_REFUSED: the cap is reached
- * (counted as a Put and an overflow): the caller frees x to the backend; SP_PUT_SLOW: not decided
- * here, the slow path decides. */
-enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_REFUSED };
+/* Put's second step (my private stack is full).  SP_PUT_TAKEN: x went to my shared head (a
+ * stack of one object: Go's private slot); SP_PUT_SPILL: the cap leaves room, and the caller
+ * hands over to sp_put_spill_or_free (a tail call, as for Get); SP_PUT_REFUSED: the cap is
+ * reached (counted as a Put and an overflow): the caller frees x to the backend; SP_PUT_SLOW:
+ * not decided here, the slow path decides. */
+enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_SPILL, SP_PUT_REFUSED };
 static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_thread *t,
                                                                      size_t cls, void *x)
 {
@@ -285,19 +300,24 @@ static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_th
     if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed)))
         return SP_PUT_SLOW;
     struct sp_own *o = &pb->own[cls];
-    /* The private stack is full (the fast path found it so), and counts towards the cap. */
-    if (sp_at_cap(o, cls)) {
+    if (sp_cap_room(o, cls) == 0) {
         if (sp_recount_due(t, cls)) return SP_PUT_SLOW;      /* sp_put_more recounts */
         sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
         sp_count(t->proc, cls, SP_C_OVERFLOW);
         return SP_PUT_REFUSED;
     }
     /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
-    if (!o->head || !sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
+    if (!o->head) return SP_PUT_SLOW;
+    if (sp_priv_batch[cls] != 0) return SP_PUT_SPILL;
+    if (!sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
     o->count++;
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     return SP_PUT_TAKEN;
 }
+/* After SP_PUT_SPILL: my stack's oldest batch (as far as the cap and the newest ring have room)
+ * to my shared head, x onto the stack; if the newest ring is full, the slow path, as
+ * sp_put_rest_or_free.  Closes the section; always true. */
+bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x);
 
 /* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
  * reached, no memory for a ring, or this thread does not use the pools) and the caller must

@@ -75,11 +75,7 @@ static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
 static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_malloc_unpooled(t, c);
-    void *x = sp_pool_get_shared(t, c);
-    if (SP_LIKELY(x != NULL)) {
-        sp_rcu_exit(&t->rcu);
-        return x;
-    }
+    if (SP_LIKELY(sp_pool_has_shared(t, c))) return sp_get_shared_or_alloc(t, c);
     if (sp_pool_miss_now(t, c)) {
         sp_rcu_exit(&t->rcu);
         return sp_pool_alloc_class(t, c, 0);
@@ -121,6 +117,7 @@ static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
         sp_rcu_exit(&t->rcu);
         return true;
     }
+    if (r == SP_PUT_SPILL) return sp_put_spill_or_free(t, c, p);
     if (r == SP_PUT_REFUSED) return sp_free_refused(t, c, p);
     return sp_put_rest_or_free(t, c, p);
 }

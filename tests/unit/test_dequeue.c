@@ -1,9 +1,10 @@
 /* Go's TestPoolDequeue and TestPoolChain in C: one producer pushes 0..N-1 (with a popHead after
- * every 10th push, and every 7th step a batch of 1..8 values by pushHead_n), several consumers
- * popTail; every value must be received exactly once, and at least one popHead must have
- * succeeded.  Consumers 0 and 1 pop one value at a time (popTail), consumers 2 and 3 batches of
- * up to 4 and 16 (the batch steal).  The ring starts 500 below 2^32 so the 32-bit indices wrap
- * during the test.  Built against the pool core; CI runs it under ThreadSanitizer. */
+ * every 10th push, alternately of one value and of a batch of up to 4, and every 7th step a batch
+ * of 1..8 values by pushHead_n), several consumers popTail; every value must be received exactly
+ * once, and at least one popHead and one batch popHead must have succeeded.  Consumers 0 and 1
+ * pop one value at a time (popTail), consumers 2 and 3 batches of up to 4 and 16 (the batch
+ * steal).  The ring starts 500 below 2^32 so the 32-bit indices wrap during the test.  Built
+ * against the pool core; CI runs it under ThreadSanitizer. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@ static long N;
 static _Atomic uint8_t *have;          /* times value i was received */
 static _Atomic bool done;
 static _Atomic long head_pops;
+static _Atomic long batch_head_pops;
 static bool use_chain;
 
 static struct sp_dequeue *ring;                       /* TestPoolDequeue */
@@ -103,11 +105,23 @@ static void *producer(void *arg)
             if (ok) break;
             sched_yield();               /* ring full (only the plain ring can be) */
         }
-        if (i % 10 == 0) {
+        if (i % 20 == 10) {
             void *v = use_chain ? sp_chain_pop_head(chain_head) : sp_dequeue_pop_head(ring);
             if (v) {
                 atomic_fetch_add(&head_pops, 1);
                 record(v);
+            }
+        } else if (i % 20 == 0) {
+            /* popHead for a batch of up to 4 (a private stack's refill) */
+            void *v[4] = {0};
+            uint32_t n = use_chain ? sp_chain_pop_head_n(chain_head, v, 4)
+                                   : sp_dequeue_pop_head_n(ring, v, 4);
+            CHECK(n <= 4, "batch popHead claims %u of at most 4 values", n);
+            for (uint32_t k = 0; k < n && k < 4; k++) {
+                /* oldest first: the values the producer pushed last, in push order */
+                if (k > 0) CHECK(idx_of(v[k]) > idx_of(v[k - 1]), "batch popHead out of order");
+                atomic_fetch_add(&batch_head_pops, 1);
+                record(v[k]);
             }
         }
         i++;
@@ -133,6 +147,7 @@ static void run(bool chain)
     use_chain = chain;
     atomic_store(&done, false);
     atomic_store(&head_pops, 0);
+    atomic_store(&batch_head_pops, 0);
     have = calloc((size_t)N, sizeof *have);
     if (chain) {
         chain_head = NULL;
@@ -170,8 +185,11 @@ static void run(bool chain)
     CHECK(missing == 0 && dup == 0, "%s: %ld values never received, %ld received twice",
           chain ? "chain" : "dequeue", missing, dup);
     CHECK(atomic_load(&head_pops) > 0, "%s: no popHead succeeded", chain ? "chain" : "dequeue");
-    printf("%s: %ld values, %ld via popHead\n", chain ? "poolChain" : "poolDequeue", N,
-           atomic_load(&head_pops));
+    CHECK(atomic_load(&batch_head_pops) > 0, "%s: no batch popHead succeeded",
+          chain ? "chain" : "dequeue");
+    printf("%s: %ld values, %ld via popHead, %ld via batch popHead\n",
+           chain ? "poolChain" : "poolDequeue", N, atomic_load(&head_pops),
+           atomic_load(&batch_head_pops));
     free(have);
 }
 

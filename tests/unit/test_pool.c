@@ -56,28 +56,40 @@ static long drain(unsigned c)
 
 static void test_pool_order(void)
 {
-    /* TestPool, with a private stack of k objects: Put o[0..k+1] -> the first k fill the private
-     * stack and the last two go to the shared head, so the Gets return o[k-1] .. o[0] (private,
-     * newest first), then o[k+1], o[k] (shared head, LIFO), then nothing. */
-    unsigned k = sp_priv_cap[cls48];
-    CHECK(k == SP_PRIV_MAX, "class 48 keeps %u private objects, want %d", k, SP_PRIV_MAX);
+    /* TestPool, with a private stack of k objects that trades batches of b = (k + 1) / 2 with the
+     * shared chain: Put o[0..k+1] -> the first k fill the stack; Put o[k] finds it full and moves
+     * its oldest b (o[0..b)) to the shared head with one head add, then takes o[k]; o[k+1] goes on
+     * the stack too.  The Gets return o[k+1] .. o[b] (the stack, newest first), then o[b-1]
+     * (an empty stack takes the shared chain's newest b back with one CAS and hands out the
+     * newest), then o[b-2] .. o[0] (the stack again), then nothing: newest first throughout. */
+    unsigned k = sp_priv_cap[cls48], b = sp_priv_batch[cls48];
+    CHECK(k == SP_PRIV_MAX && b == (SP_PRIV_MAX + 1) / 2,
+          "class 48 keeps %u private objects in batches of %u, want %d and %d", k, b,
+          SP_PRIV_MAX, (SP_PRIV_MAX + 1) / 2);
     CHECK(sp_pool_get(cls48) == NULL, "empty pool returned an object");
     void *o[SP_PRIV_MAX + 2];
     struct sp_class_stats s0 = stats_of(cls48);
     for (unsigned i = 0; i < k + 2; i++) CHECK(sp_pool_put(cls48, o[i] = obj()), "put refused");
+    struct sp_own *own = &sp_self.pb->own[cls48];
+    CHECK(own->count == b && sp_chain_len(own->head) == b,
+          "after %u Puts the shared chain holds %u (count %u), want the batch of %u", k + 2,
+          sp_chain_len(own->head), own->count, b);
     for (unsigned i = 0; i < k + 2; i++) {
-        void *want = i < k ? o[k - 1 - i] : o[2 * k + 1 - i];
+        unsigned w = k + 1 - i;
         void *g = sp_pool_get(cls48);
-        CHECK(g == want, "Get %u: %p, want o[%u]=%p", i, g, i < k ? k - 1 - i : 2 * k + 1 - i,
-              want);
+        CHECK(g == o[w], "Get %u: %p, want o[%u]=%p", i, g, w, o[w]);
+        if (w == b - 1)
+            CHECK(own->count == 0 && sp_self.pb->top[cls48][-1] == o[b - 2],
+                  "the refill left count %u and %p on top of the stack, want 0 and o[%u]=%p",
+                  own->count, sp_self.pb->top[cls48][-1], b - 2, o[b - 2]);
     }
     void *g = sp_pool_get(cls48);
     CHECK(g == NULL, "Get %u: %p, want none", k + 2, g);
     struct sp_class_stats s1 = stats_of(cls48);
-    CHECK(s1.hits_private - s0.hits_private == k && s1.hits_shared - s0.hits_shared == 2 &&
+    CHECK(s1.hits_private - s0.hits_private == k + 1 && s1.hits_shared - s0.hits_shared == 1 &&
               s1.puts - s0.puts == k + 2,
-          "hits_private +%llu (want %u), hits_shared +%llu (want 2), puts +%llu",
-          (unsigned long long)(s1.hits_private - s0.hits_private), k,
+          "hits_private +%llu (want %u), hits_shared +%llu (want 1), puts +%llu",
+          (unsigned long long)(s1.hits_private - s0.hits_private), k + 1,
           (unsigned long long)(s1.hits_shared - s0.hits_shared),
           (unsigned long long)(s1.puts - s0.puts));
     for (unsigned i = 0; i < k + 2; i++) be_free(o[i]);
@@ -89,6 +101,9 @@ static void test_pool_order(void)
         if (want < 1) want = 1;
         CHECK(sp_priv_cap[c] == want, "class %u B keeps %u private objects, want %u",
               sp_class_size[c], sp_priv_cap[c], want);
+        unsigned batch = want > 1 ? (want + 1) / 2 : 0;   /* 0: Go's single private slot */
+        CHECK(sp_priv_batch[c] == batch, "class %u B trades batches of %u, want %u",
+              sp_class_size[c], sp_priv_batch[c], batch);
     }
 }
 
@@ -185,11 +200,13 @@ static void test_recycled_p(void)
     be_free(y);
 }
 
-/* Threads that each cache a full private stack and one stealable object, and wait. */
+/* Threads that each Put k + 1 objects (k: the private stack's size) and wait: the last Put moves
+ * the oldest batch, objs[0 .. b), to the shared chain, where it can be stolen; objs[b .. k] stay
+ * private. */
 static pthread_barrier_t bar_cached, bar_done;
 static void *cache_stack_and_wait(void *arg)
 {
-    void **objs = arg;   /* objs[0 .. k-1]: private; objs[k]: shared */
+    void **objs = arg;
     attach();
     for (unsigned i = 0; i <= sp_priv_cap[cls48]; i++) sp_pool_put(cls48, objs[i]);
     pthread_barrier_wait(&bar_cached);
@@ -201,9 +218,11 @@ static void *cache_stack_and_wait(void *arg)
 static void test_steal_many_ps(void)
 {
     /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost, and
-     * no private one. */
+     * no private one.  A steal takes half of what a ring holds, rounded up: a ring of b takes
+     * `ops` steals to empty. */
     enum { T = 70 };
-    unsigned k = sp_priv_cap[cls48];
+    unsigned k = sp_priv_cap[cls48], b = sp_priv_batch[cls48], ops = 0;
+    for (unsigned left = b; left; left -= (left + 1) / 2) ops++;
     pthread_t th[T];
     void *cached[T][SP_PRIV_MAX + 1];
     pthread_barrier_init(&bar_cached, NULL, T + 1);
@@ -218,14 +237,16 @@ static void test_steal_many_ps(void)
     void *x;
     while ((x = sp_pool_get(cls48))) {
         int ok = 0;
-        for (int i = 0; i < T; i++) ok += x == cached[i][k];
+        for (int i = 0; i < T; i++)
+            for (unsigned j = 0; j < b; j++) ok += x == cached[i][j];
         wrong += ok != 1;
         stolen++;
         be_free(x);
     }
-    CHECK(stolen == T && wrong == 0, "stole %d (want %d), %d not a shared object", stolen, T,
-          wrong);
-    CHECK(stats_of(cls48).steals - s0.steals == (uint64_t)T, "steals counter off");
+    CHECK(stolen == T * (int)b && wrong == 0, "stole %d (want %d), %d not a shared object",
+          stolen, T * (int)b, wrong);
+    CHECK(stats_of(cls48).steals - s0.steals == (uint64_t)T * ops, "steals +%llu, want %u",
+          (unsigned long long)(stats_of(cls48).steals - s0.steals), T * ops);
     pthread_barrier_wait(&bar_done);
     for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
     /* The private objects stay with their (now free) P ids until two rotations. */
@@ -243,6 +264,43 @@ struct tracked { _Atomic int state; _Atomic int owner; };
 static _Atomic long stress_errors;
 static long stress_iters;
 
+/* The shim's second steps (shim/alloc.c, sp_malloc_rest and sp_free_rest), which odd-numbered
+ * stress threads use instead of sp_get_rest / sp_put_rest: the private stack's batches to and
+ * from the shared head (sp_put_spill_or_free, sp_get_shared_or_alloc) then run under the
+ * sanitizers too.  A Get that ends in a miss returns a fresh backend object: *fresh says so (my
+ * P's miss counter moved). */
+static void *second_step_get(struct sp_thread *t, size_t c)
+{
+    if (t->state == SP_T_ACTIVE && sp_pool_has_shared(t, c)) return sp_get_shared_or_alloc(t, c);
+    return sp_get_rest(t, c);
+}
+
+static void *shim_get(size_t c, bool *fresh)
+{
+    uint64_t *misses = &sp_self.proc->cnt[SP_C_MISS][c];
+    uint64_t m0 = __atomic_load_n(misses, __ATOMIC_RELAXED);
+    void *x = sp_pool_get_or(c, second_step_get);
+    *fresh = x && __atomic_load_n(misses, __ATOMIC_RELAXED) != m0;
+    return x;
+}
+
+static bool second_step_put(struct sp_thread *t, size_t c, void *x)
+{
+    if (t->state != SP_T_ACTIVE) return sp_put_rest(t, c, x);
+    switch (sp_pool_put_shared(t, c, x)) {
+    case SP_PUT_TAKEN:
+        sp_rcu_exit(&t->rcu);
+        return true;
+    case SP_PUT_SPILL:
+        return sp_put_spill_or_free(t, c, x);   /* the cap is far: never frees x here */
+    case SP_PUT_REFUSED:
+        sp_rcu_exit(&t->rcu);
+        return false;
+    default:
+        return sp_put_rest(t, c, x);
+    }
+}
+
 static void *stress_thread(void *arg)
 {
     int me = (int)(intptr_t)arg;
@@ -256,20 +314,21 @@ static void *stress_thread(void *arg)
             struct tracked *t = held[k];
             atomic_store(&t->owner, -1);
             atomic_store(&t->state, ST_POOLED);
-            if (!sp_pool_put(cls48, t)) {
+            if (!(me & 1 ? sp_pool_put_or(cls48, t, second_step_put) : sp_pool_put(cls48, t))) {
                 atomic_store(&t->state, ST_FREE);
                 be_free(t);
             }
             held[k] = NULL;
         } else {
-            struct tracked *t = sp_pool_get(cls48);
-            if (t) {
+            bool fresh = false;
+            struct tracked *t = me & 1 ? shim_get(cls48, &fresh) : sp_pool_get(cls48);
+            if (t && !fresh) {
                 /* It must have been in the pool, and now it is mine alone. */
                 if (atomic_exchange(&t->state, ST_FREE) != ST_POOLED ||
                     atomic_exchange(&t->owner, me) != -1)
                     atomic_fetch_add(&stress_errors, 1);
             } else {
-                t = be_alloc(sp_class_size[cls48], 0);
+                if (!t) t = be_alloc(sp_class_size[cls48], 0);
                 atomic_init(&t->state, ST_FREE);
                 atomic_init(&t->owner, me);
             }
