@@ -213,8 +213,9 @@ static inline __attribute__((always_inline)) void *sp_priv_refill(struct sp_pblo
 }
 
 /* My private stack of cls is full and its oldest k objects have just been pushed to my shared
- * chain: moves the rest down and pushes x.  The NULL below the stack is never written, and slots
- * above the new top are not read. */
+ * chain (all of them unless the cap or the ring was short of room): moves the rest down and
+ * pushes x.  The NULL below the stack is never written, and slots above the new top are not
+ * read. */
 static inline __attribute__((always_inline)) void sp_priv_spilled(struct sp_pblock *pb,
                                                                    size_t cls, uint32_t k, void *x)
 {
@@ -425,13 +426,13 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
         o->count = sp_chain_len(o->head);
         if ((room = sp_cap_room(o, cls)) == 0) goto overflow;
     }
-    uint32_t m = sp_priv_batch[cls];
-    if (m == 0) {                         /* Go's single private slot: x to the shared head */
+    if (sp_priv_batch[cls] == 0) {        /* Go's single private slot: x to the shared head */
         if (sp_chain_push_head(&o->head, &pb->tail[cls], x)) {
             o->count++;
             return true;
         }
-    } else {                              /* the stack's oldest batch to the shared head */
+    } else {                              /* the whole stack to the shared head, x on it */
+        uint32_t m = sp_priv_cap[cls];
         uint32_t k = sp_chain_push_head_n(&o->head, &pb->tail[cls],
                                           pb->top[cls] - sp_priv_cap[cls], m < room ? m : room);
         if (k != 0) {
@@ -465,8 +466,9 @@ __attribute__((noinline)) bool sp_put_rest_or_free(struct sp_thread *t, size_t c
 bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     struct sp_pblock *pb = t->pb;
-    uint32_t m = sp_priv_batch[cls], room = sp_cap_room(&pb->own[cls], cls);
-    /* The stack's oldest m, into the newest ring only: growing the chain is the slow path's. */
+    uint32_t m = sp_priv_cap[cls], room = sp_cap_room(&pb->own[cls], cls);
+    /* The whole stack (as far as the cap allows), into the newest ring only: growing the chain is
+     * the slow path's. */
     uint32_t k = sp_dequeue_push_head_n(pb->own[cls].head, pb->top[cls] - sp_priv_cap[cls],
                                         m < room ? m : room);
     if (SP_UNLIKELY(k == 0)) return sp_put_rest_or_free(t, cls, x);

@@ -80,13 +80,16 @@ extern const struct sp_pblock sp_pblock_off;
 
 /* Objects per private stack, per class (see struct sp_priv). */
 extern uint8_t sp_priv_cap[SP_MAX_CLASSES];
-/* How many objects a private stack and its shared chain trade at once, per class: a full stack
- * hands its oldest sp_priv_batch[c] to the shared head with one head add (sp_priv_spilled), and an
- * empty one takes up to that many of the newest back with one CAS (sp_priv_refill).  Half the
- * stack, rounded up, so that a P whose Gets and Puts alternate at either end still hits its stack
- * for a while.  0 for a stack of one object: Go's private slot, where a Put that finds it taken
- * pushes x itself to the shared head.  Either way a P's cache keeps its order: its Gets see, over
- * the private stack and the shared chain together, the newest object first. */
+/* A private stack of several objects trades with its own shared chain in batches, as jemalloc's
+ * thread cache bins fill and flush: a Put that finds the stack full moves all of it to the shared
+ * head with one head add (sp_put_spill_or_free) and pushes x onto the emptied stack; a Get that
+ * finds it empty takes up to sp_priv_batch[c] of the newest back with one CAS, half a stack
+ * rounded up (4 of 7), keeps all but the newest on the stack and returns that one.  Either way a
+ * P's cache keeps its order: its Gets see, over the private stack and the shared chain together,
+ * the newest object first.  The refill takes half, not all, so that a P whose Gets and Puts then
+ * alternate finds objects and room on its stack; the spill takes all, so that no objects are slid
+ * down the stack.  sp_priv_batch[c] is 0 for a stack of one object: Go's private slot, where a
+ * Put that finds it taken pushes x itself to the shared head. */
 extern uint8_t sp_priv_batch[SP_MAX_CLASSES];
 
 /* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
@@ -314,8 +317,8 @@ static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_th
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     return SP_PUT_TAKEN;
 }
-/* After SP_PUT_SPILL: my stack's oldest batch (as far as the cap and the newest ring have room)
- * to my shared head, x onto the stack; if the newest ring is full, the slow path, as
+/* After SP_PUT_SPILL: my whole stack (as far as the cap and the newest ring have room) to my
+ * shared head, x onto the stack; if the newest ring is full, the slow path, as
  * sp_put_rest_or_free.  Closes the section; always true. */
 bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x);
 

@@ -56,41 +56,49 @@ static long drain(unsigned c)
 
 static void test_pool_order(void)
 {
-    /* TestPool, with a private stack of k objects that trades batches of b = (k + 1) / 2 with the
-     * shared chain: Put o[0..k+1] -> the first k fill the stack; Put o[k] finds it full and moves
-     * its oldest b (o[0..b)) to the shared head with one head add, then takes o[k]; o[k+1] goes on
-     * the stack too.  The Gets return o[k+1] .. o[b] (the stack, newest first), then o[b-1]
-     * (an empty stack takes the shared chain's newest b back with one CAS and hands out the
-     * newest), then o[b-2] .. o[0] (the stack again), then nothing: newest first throughout. */
+    /* TestPool, with a private stack of k objects that hands all of itself to the shared head
+     * when full and takes back batches of b = (k + 1) / 2 when empty: Put o[0..k+1] -> the first
+     * k fill the stack; Put o[k] finds it full, moves o[0..k) to the shared head with one head
+     * add and takes o[k]; o[k+1] goes on the stack too.  The Gets return o[k+1], o[k] (the
+     * stack), then o[k-1] .. o[0]: each time the stack is empty it takes the shared chain's
+     * newest b (or what is left) with one CAS, hands out the newest and keeps the rest.  Newest
+     * first throughout; two shared hits for k = 7 (batches of 4 and 3). */
     unsigned k = sp_priv_cap[cls48], b = sp_priv_batch[cls48];
     CHECK(k == SP_PRIV_MAX && b == (SP_PRIV_MAX + 1) / 2,
-          "class 48 keeps %u private objects in batches of %u, want %d and %d", k, b,
+          "class 48 keeps %u private objects, refilled %u at a time, want %d and %d", k, b,
           SP_PRIV_MAX, (SP_PRIV_MAX + 1) / 2);
     CHECK(sp_pool_get(cls48) == NULL, "empty pool returned an object");
     void *o[SP_PRIV_MAX + 2];
     struct sp_class_stats s0 = stats_of(cls48);
     for (unsigned i = 0; i < k + 2; i++) CHECK(sp_pool_put(cls48, o[i] = obj()), "put refused");
     struct sp_own *own = &sp_self.pb->own[cls48];
-    CHECK(own->count == b && sp_chain_len(own->head) == b,
-          "after %u Puts the shared chain holds %u (count %u), want the batch of %u", k + 2,
-          sp_chain_len(own->head), own->count, b);
+    CHECK(own->count == k && sp_chain_len(own->head) == k,
+          "after %u Puts the shared chain holds %u (count %u), want the whole stack, %u", k + 2,
+          sp_chain_len(own->head), own->count, k);
+    unsigned shared_hits = 0;
     for (unsigned i = 0; i < k + 2; i++) {
         unsigned w = k + 1 - i;
+        unsigned before = own->count;
         void *g = sp_pool_get(cls48);
         CHECK(g == o[w], "Get %u: %p, want o[%u]=%p", i, g, w, o[w]);
-        if (w == b - 1)
-            CHECK(own->count == 0 && sp_self.pb->top[cls48][-1] == o[b - 2],
-                  "the refill left count %u and %p on top of the stack, want 0 and o[%u]=%p",
-                  own->count, sp_self.pb->top[cls48][-1], b - 2, o[b - 2]);
+        if (own->count != before) {            /* a refill: the batch, its newest handed out */
+            unsigned want = before < b ? before : b;
+            shared_hits++;
+            CHECK(before - own->count == want && (want == 1 || sp_self.pb->top[cls48][-1] ==
+                                                                   o[w - 1]),
+                  "Get %u refilled %u (want %u), stack top %p (want o[%u])", i,
+                  before - own->count, want, sp_self.pb->top[cls48][-1], w - 1);
+        }
     }
+    CHECK(shared_hits == (k + b - 1) / b, "%u refills, want %u", shared_hits, (k + b - 1) / b);
     void *g = sp_pool_get(cls48);
     CHECK(g == NULL, "Get %u: %p, want none", k + 2, g);
     struct sp_class_stats s1 = stats_of(cls48);
-    CHECK(s1.hits_private - s0.hits_private == k + 1 && s1.hits_shared - s0.hits_shared == 1 &&
-              s1.puts - s0.puts == k + 2,
-          "hits_private +%llu (want %u), hits_shared +%llu (want 1), puts +%llu",
-          (unsigned long long)(s1.hits_private - s0.hits_private), k + 1,
-          (unsigned long long)(s1.hits_shared - s0.hits_shared),
+    CHECK(s1.hits_private - s0.hits_private == k + 2 - shared_hits &&
+              s1.hits_shared - s0.hits_shared == shared_hits && s1.puts - s0.puts == k + 2,
+          "hits_private +%llu (want %u), hits_shared +%llu (want %u), puts +%llu",
+          (unsigned long long)(s1.hits_private - s0.hits_private), k + 2 - shared_hits,
+          (unsigned long long)(s1.hits_shared - s0.hits_shared), shared_hits,
           (unsigned long long)(s1.puts - s0.puts));
     for (unsigned i = 0; i < k + 2; i++) be_free(o[i]);
     /* From 2 KiB up a class keeps Go's single private object; the cap bounds the stack too. */
@@ -102,7 +110,7 @@ static void test_pool_order(void)
         CHECK(sp_priv_cap[c] == want, "class %u B keeps %u private objects, want %u",
               sp_class_size[c], sp_priv_cap[c], want);
         unsigned batch = want > 1 ? (want + 1) / 2 : 0;   /* 0: Go's single private slot */
-        CHECK(sp_priv_batch[c] == batch, "class %u B trades batches of %u, want %u",
+        CHECK(sp_priv_batch[c] == batch, "class %u B refills %u at a time, want %u",
               sp_class_size[c], sp_priv_batch[c], batch);
     }
 }
@@ -201,7 +209,7 @@ static void test_recycled_p(void)
 }
 
 /* Threads that each Put k + 1 objects (k: the private stack's size) and wait: the last Put moves
- * the oldest batch, objs[0 .. b), to the shared chain, where it can be stolen; objs[b .. k] stay
+ * the full stack, objs[0 .. k), to the shared chain, where it can be stolen; objs[k] stays
  * private. */
 static pthread_barrier_t bar_cached, bar_done;
 static void *cache_stack_and_wait(void *arg)
@@ -218,10 +226,10 @@ static void *cache_stack_and_wait(void *arg)
 static void test_steal_many_ps(void)
 {
     /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost, and
-     * no private one.  A steal takes half of what a ring holds, rounded up: a ring of b takes
-     * `ops` steals to empty. */
+     * no private one.  A steal takes half of what a ring holds, rounded up: a ring of b = k
+     * takes `ops` steals to empty. */
     enum { T = 70 };
-    unsigned k = sp_priv_cap[cls48], b = sp_priv_batch[cls48], ops = 0;
+    unsigned k = sp_priv_cap[cls48], b = k, ops = 0;
     for (unsigned left = b; left; left -= (left + 1) / 2) ops++;
     pthread_t th[T];
     void *cached[T][SP_PRIV_MAX + 1];
