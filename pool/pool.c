@@ -212,19 +212,29 @@ static inline __attribute__((always_inline)) void *sp_priv_refill(struct sp_pblo
     return top[k - 1];
 }
 
-/* My private stack of cls is full and its oldest k objects have just been pushed to my shared
- * chain (all of them unless the cap or the ring was short of room): moves the rest down and
- * pushes x.  The NULL below the stack is never written, and slots above the new top are not
- * read. */
-static inline __attribute__((always_inline)) void sp_priv_spilled(struct sp_pblock *pb,
-                                                                   size_t cls, uint32_t k, void *x)
+/* My private stack of cls is full: moves all of it, oldest first, to my shared chain (at most
+ * `room` objects, what the cap allows; sp_cap_room), with one head add per ring used (a new ring
+ * when the newest is full), then pushes x onto what is left of the stack.  Normally the whole
+ * stack goes and nothing is slid; if the cap (or a failed ring allocation) cut the batch short,
+ * the rest slides down.  The NULL below the stack is never written, and slots above the new top
+ * are not read.  false: no memory for a ring, nothing moved. */
+static inline __attribute__((always_inline)) bool sp_priv_spill(struct sp_pblock *pb, size_t cls,
+                                                              void *x, uint32_t room)
 {
+    struct sp_own *o = &pb->own[cls];
     uint32_t cap = sp_priv_cap[cls];
     void **base = pb->top[cls] - cap;
+    uint32_t want = cap < room ? cap : room;
+    /* The newest ring first (the common case), then new rings for what it could not take. */
+    uint32_t k = o->head ? sp_dequeue_push_head_n(o->head, base, want) : 0;
+    if (SP_UNLIKELY(k < want))
+        k += sp_chain_push_head_n(&o->head, &pb->tail[cls], base + k, want - k);
+    if (k == 0) return false;
     for (uint32_t i = k; i < cap; i++) base[i - k] = base[i];
     base[cap - k] = x;
     pb->top[cls] = base + cap - k + 1;
-    pb->own[cls].count += k;
+    o->count += k;
+    return true;
 }
 
 /* ---- Get / Put slow paths ---------------------------------------------------------------- */
@@ -431,14 +441,8 @@ static bool sp_put_more(struct sp_thread *t, size_t cls, void *x)
             o->count++;
             return true;
         }
-    } else {                              /* the whole stack to the shared head, x on it */
-        uint32_t m = sp_priv_cap[cls];
-        uint32_t k = sp_chain_push_head_n(&o->head, &pb->tail[cls],
-                                          pb->top[cls] - sp_priv_cap[cls], m < room ? m : room);
-        if (k != 0) {
-            sp_priv_spilled(pb, cls, k, x);
-            return true;
-        }
+    } else if (sp_priv_spill(pb, cls, x, room)) {   /* the whole stack to the shared head */
+        return true;
     }
     /* No memory for a new ring: count the chain as full, so that only every 64th refusal tries
      * again (the recount above), not every Put (each try may cost a failing mmap). */
@@ -466,13 +470,8 @@ __attribute__((noinline)) bool sp_put_rest_or_free(struct sp_thread *t, size_t c
 bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     struct sp_pblock *pb = t->pb;
-    uint32_t m = sp_priv_cap[cls], room = sp_cap_room(&pb->own[cls], cls);
-    /* The whole stack (as far as the cap allows), into the newest ring only: growing the chain is
-     * the slow path's. */
-    uint32_t k = sp_dequeue_push_head_n(pb->own[cls].head, pb->top[cls] - sp_priv_cap[cls],
-                                        m < room ? m : room);
-    if (SP_UNLIKELY(k == 0)) return sp_put_rest_or_free(t, cls, x);
-    sp_priv_spilled(pb, cls, k, x);
+    if (SP_UNLIKELY(!sp_priv_spill(pb, cls, x, sp_cap_room(&pb->own[cls], cls))))
+        return sp_put_rest_or_free(t, cls, x);
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     sp_rcu_exit(&t->rcu);
     return true;

@@ -309,17 +309,16 @@ static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_th
         sp_count(t->proc, cls, SP_C_OVERFLOW);
         return SP_PUT_REFUSED;
     }
-    /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
-    if (!o->head) return SP_PUT_SLOW;
     if (sp_priv_batch[cls] != 0) return SP_PUT_SPILL;
-    if (!sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
+    /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
+    if (!o->head || !sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
     o->count++;
     sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
     return SP_PUT_TAKEN;
 }
-/* After SP_PUT_SPILL: my whole stack (as far as the cap and the newest ring have room) to my
- * shared head, x onto the stack; if the newest ring is full, the slow path, as
- * sp_put_rest_or_free.  Closes the section; always true. */
+/* After SP_PUT_SPILL: my whole stack (as far as the cap allows) to my shared head, growing the
+ * chain if its newest ring is full, and x onto the stack; with no memory for a ring, the slow
+ * path, as sp_put_rest_or_free.  Closes the section; always true. */
 bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x);
 
 /* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap

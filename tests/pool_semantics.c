@@ -11,7 +11,8 @@
  *     head, Gets take o8, o7 from the stack, then the empty stack takes o3 .. o6 back at once and
  *     hands out o6 (a shared hit), then o5 .. o3 from the stack, then o0 .. o2 the same way.
  *   - The per-P cap through free(): 102 + 70 frees of 2560 B -> 102 cached (256 KiB), 70
- *     released; 103 mallocs after it -> one miss.
+ *     released; 103 mallocs after it -> one miss.  The same for class 224 (1170 + 70), whose
+ *     whole-stack spills are cut short by the cap.
  *   - Put 100 (they spill into the shared chain), rotate once -> 100 Gets return exactly those
  *     100 objects (from the victim: hits_victim >= 99, no misses), the 101st is a miss.
  *   - Put 101, rotate twice -> nothing cached, released grew by >= 101, the next Get misses.
@@ -38,6 +39,39 @@ static void clean(const char *when)
     syncpool_rotate_now();
     unsigned long long c = syncpool_cached_bytes();
     CHECK(c == 0, "%s: cached_bytes = %llu after two rotations, expected 0", when, c);
+}
+
+/* cap + 70 Puts of one class -> exactly cap cached, 70 released (the refusals free() decides
+ * itself, and every 64th, which recounts the chain), then cap Gets from the pool and a miss. */
+static void cap_test(size_t size, unsigned class_size)
+{
+    enum { EXTRA = 70, MAXCAP = 262144 / 224 };
+    const int cap = 262144 / (int)class_size;
+    static void *big[MAXCAP + EXTRA];
+    static struct sp_stats s0, s1, s2;
+    REQUIRE(cap <= MAXCAP, "cap test: class %u too small", class_size);
+    clean("before the cap test");
+    for (int i = 0; i < cap + EXTRA; i++)
+        REQUIRE((big[i] = malloc(size)) != NULL, "malloc");
+    REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    for (int i = 0; i < cap + EXTRA; i++)
+        free(big[i]);
+    REQUIRE(sp_stats_read(&s1) == 0, "stats");
+    CHECK(D(s0, s1, size, puts) == (unsigned long long)(cap + EXTRA) &&
+              D(s0, s1, size, released) == EXTRA &&
+              sp_stats_class(&s1, size)->cached_bytes == (unsigned long long)cap * class_size,
+          "cap: %d frees of %u B -> puts +%llu released +%llu cached %llu B, expected "
+          "+%d, +%d and %llu B", cap + EXTRA, class_size, D(s0, s1, size, puts),
+          D(s0, s1, size, released), sp_stats_class(&s1, size)->cached_bytes, cap + EXTRA,
+          EXTRA, (unsigned long long)cap * class_size);
+    for (int i = 0; i < cap + 1; i++)
+        big[i] = malloc(size);
+    REQUIRE(sp_stats_read(&s2) == 0, "stats");
+    CHECK(D(s1, s2, size, gets) == (unsigned long long)(cap + 1) && D(s1, s2, size, misses) == 1,
+          "cap: %d Gets of %u B after it -> gets +%llu misses +%llu, expected +%d and +1",
+          cap + 1, class_size, D(s1, s2, size, gets), D(s1, s2, size, misses), cap + 1);
+    for (int i = 0; i < cap + 1; i++)
+        free(big[i]);
 }
 
 int main(void)
@@ -109,34 +143,13 @@ int main(void)
     for (int i = 0; i < PRIV_C + 2; i++)
         free(o[i]);
 
-    /* ---- the per-P cap through free(): cap + 70 Puts of class 2560 -> exactly cap cached, 70
-     * released (the refusals free() decides itself, and every 64th, which recounts the chain),
-     * then cap Gets from the pool and a miss ---- */
+    /* ---- the per-P cap through free(), for class 2560 (Go's one private slot) and class 224 (a
+     * private stack that spills whole, so the last spill before the cap is cut short) ---- */
     {
         const char *cb = getenv("SYNCPOOL_CACHE_BYTES");
         REQUIRE(!cb, "run without SYNCPOOL_CACHE_BYTES (the cap below is the default's)");
-        enum { CAP = 262144 / 2560, EXTRA = 70 };
-        static void *big[CAP + EXTRA];
-        clean("before the cap test");
-        for (int i = 0; i < CAP + EXTRA; i++)
-            REQUIRE((big[i] = malloc(SZ_A)) != NULL, "malloc");
-        REQUIRE(sp_stats_read(&s0) == 0, "stats");
-        for (int i = 0; i < CAP + EXTRA; i++)
-            free(big[i]);
-        REQUIRE(sp_stats_read(&s1) == 0, "stats");
-        CHECK(D(s0, s1, SZ_A, puts) == CAP + EXTRA && D(s0, s1, SZ_A, released) == EXTRA &&
-                  sp_stats_class(&s1, SZ_A)->cached_bytes == (unsigned long long)CAP * 2560,
-              "cap: %d frees of 2560 B -> puts +%llu released +%llu cached %llu B, expected "
-              "+%d, +%d and %d B", CAP + EXTRA, D(s0, s1, SZ_A, puts), D(s0, s1, SZ_A, released),
-              sp_stats_class(&s1, SZ_A)->cached_bytes, CAP + EXTRA, EXTRA, CAP * 2560);
-        for (int i = 0; i < CAP + 1; i++)
-            big[i] = malloc(SZ_A);
-        REQUIRE(sp_stats_read(&s2) == 0, "stats");
-        CHECK(D(s1, s2, SZ_A, gets) == CAP + 1 && D(s1, s2, SZ_A, misses) == 1,
-              "cap: %d Gets after it -> gets +%llu misses +%llu, expected +%d and +1", CAP + 1,
-              D(s1, s2, SZ_A, gets), D(s1, s2, SZ_A, misses), CAP + 1);
-        for (int i = 0; i < CAP + 1; i++)
-            free(big[i]);
+        cap_test(SZ_A, 2560);
+        cap_test(SZ_C, 224);
     }
 
     /* ---- 100 Puts, one rotation: all found in the victim ---- */
