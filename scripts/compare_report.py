@@ -5,6 +5,7 @@ Also runs on its own, to redraw a report from an existing results folder:
 """
 import math
 import os
+import re
 import sys
 
 PLOTS = ["time.png", "rss.png", "rotation.png", "burst_rss.png"]
@@ -92,6 +93,36 @@ def _abs_table(data, workloads, allocs, key):
         unit = w.get("figure", "") if key == "throughput" else ""
         lines.append("| %s | %s |" % (w["name"], " | ".join(
             _fmt_abs(key, _value(data, w["name"], a, key), unit) for a in allocs)))
+    return "\n".join(lines)
+
+
+SPREAD_WIDE = 0.20   # a cell whose runs spread wider than this is marked in the spread table
+
+
+def _spread(data, w, a):
+    """(max - min) / median of one cell's ok wall times, or None with fewer than 2 runs."""
+    vals = sorted(r["wall_s"] for r in data["runs"] if r["workload"] == w and
+                  r["allocator"] == a and r["status"] == "ok" and r.get("wall_s"))
+    if len(vals) < 2:
+        return None
+    mid = len(vals) // 2
+    med = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+    return (vals[-1] - vals[0]) / med if med else None
+
+
+def _spread_table(data, workloads, allocs):
+    """Run-to-run spread of the wall time per cell, or None when no cell has 2 runs."""
+    cells = {(w["name"], a): _spread(data, w["name"], a) for w in workloads for a in allocs}
+    if all(v is None for v in cells.values()):
+        return None
+    lines = ["| workload | %s |" % " | ".join(allocs), "|" + "---|" * (1 + len(allocs))]
+    for w in workloads:
+        row = []
+        for a in allocs:
+            v = cells[(w["name"], a)]
+            txt = "—" if v is None else "%.0f%%" % (100 * v)
+            row.append("**%s**" % txt if v is not None and v > SPREAD_WIDE else txt)
+        lines.append("| %s | %s |" % (w["name"], " | ".join(row)))
     return "\n".join(lines)
 
 
@@ -381,8 +412,15 @@ def render(data):
 
     out += ["", "## Wall time relative to %s (lower is better)" % base, "",
             _table(data, workloads, allocs, "time_s"), "",
-            "![Relative wall time per workload and allocator](time.png)", "",
-            "## Peak RSS relative to %s (lower is better)" % base, "",
+            "![Relative wall time per workload and allocator](time.png)", ""]
+    spread = _spread_table(data, workloads, allocs)
+    if spread:
+        out += ["## Run-to-run spread of wall time", "",
+                "(slowest − fastest) / median over the runs of each cell; **bold** above %d%%. "
+                "A ratio in the table above is only as good as the spread of its two cells: "
+                "where both are wide, the runs of this machine, not the allocators, decide it."
+                % round(100 * SPREAD_WIDE), "", spread, ""]
+    out += ["## Peak RSS relative to %s (lower is better)" % base, "",
             _table(data, workloads, allocs, "maxrss_kb"), "",
             "![Relative peak RSS per workload and allocator](rss.png)", "",
             "## Throughput relative to %s (the workload's own figure; higher is better)" % base,
@@ -471,6 +509,9 @@ def check_report(out_dir, workloads, allocators):
     for name in ("results.csv", "results.json"):
         if not os.path.exists(os.path.join(out_dir, name)):
             problems.append("%s is missing" % name)
+    m = re.search(r"every figure is the median of (\d+) run", text)
+    if m and int(m.group(1)) > 1 and "## Run-to-run spread of wall time" not in text:
+        problems.append("REPORT.md has %s runs per cell but no spread table" % m.group(1))
     return problems
 
 

@@ -545,8 +545,9 @@ def main(argv):
             print("compare: report check FAILED:\n  " + "\n  ".join(problems))
             status = status or 1
         else:
-            print("compare: report check passed (REPORT.md rows and columns, %d plots)"
-                  % len(compare_report.PLOTS))
+            print("compare: report check passed (REPORT.md rows and columns, %d plots%s)"
+                  % (len(compare_report.PLOTS),
+                     ", the spread table" if args.repeat > 1 else ""))
         # A closing line in the plain form test summaries use: runs, the report check, and
         # broken allocators count.
         print("compare: %d passed, %d failed" % (len(runs) - len(failed) + (not problems),
