@@ -214,26 +214,54 @@ static inline __attribute__((always_inline)) void *sp_priv_refill(struct sp_pblo
 
 /* My private stack of cls is full: moves all of it, oldest first, to my shared chain (at most
  * `room` objects, what the cap allows; sp_cap_room), with one head add per ring used (a new ring
- * when the newest is full), then pushes x onto what is left of the stack.  Normally the whole
- * stack goes and nothing is slid; if the cap (or a failed ring allocation) cut the batch short,
- * the rest slides down.  The NULL below the stack is never written, and slots above the new top
- * are not read.  false: no memory for a ring, nothing moved. */
+ * when the newest is full), then pushes x onto what is left of the stack.  false: no memory for
+ * a ring, the stack is as it was and x not taken.
+ *
+ * The batch leaves the stack before it enters the chain.  A child forked while another thread
+ * is in here reuses that thread's pblock as it was (the fork handler frees every P id, and pools
+ * keep what a vanished P left), and it sees a prefix of this thread's stores: so at every store
+ * each object must be in one place or in none (lost to the child, which is only a leak), never
+ * on the stack and in the chain at once.  Hence: copy the batch out, lower the top past it, slide
+ * what stays down below the new top, and only then publish the batch with the ring's head add
+ * (its release orders the stores before it).  The NULL below the stack is never written. */
 static inline __attribute__((always_inline)) bool sp_priv_spill(struct sp_pblock *pb, size_t cls,
                                                               void *x, uint32_t room)
 {
     struct sp_own *o = &pb->own[cls];
     uint32_t cap = sp_priv_cap[cls];
     void **base = pb->top[cls] - cap;
-    uint32_t want = cap < room ? cap : room;
+    uint32_t want = cap < room ? cap : room, rest = cap - want;
+    /* Normally the whole stack goes, and it is pushed from where it lies (above the lowered top,
+     * nothing writes there before the push); when the cap keeps some of it, the batch is copied
+     * out first, since what stays slides down over it. */
+    void *copy[SP_PRIV_MAX], **batch = base;
+    if (SP_UNLIKELY(rest != 0)) {
+        for (uint32_t i = 0; i < want; i++) copy[i] = base[i];
+        batch = copy;
+    }
+    pb->top[cls] = base + rest;
+    /* The compiler must not sink the top's store below the slide or the head add. */
+    atomic_signal_fence(memory_order_seq_cst);
+    for (uint32_t i = 0; i < rest; i++) base[i] = base[want + i];
+    atomic_signal_fence(memory_order_seq_cst);
     /* The newest ring first (the common case), then new rings for what it could not take. */
-    uint32_t k = o->head ? sp_dequeue_push_head_n(o->head, base, want) : 0;
-    if (SP_UNLIKELY(k < want))
-        k += sp_chain_push_head_n(&o->head, &pb->tail[cls], base + k, want - k);
-    if (k == 0) return false;
-    for (uint32_t i = k; i < cap; i++) base[i - k] = base[i];
-    base[cap - k] = x;
-    pb->top[cls] = base + cap - k + 1;
+    uint32_t k = o->head ? sp_dequeue_push_head_n(o->head, batch, want) : 0;
+    if (SP_UNLIKELY(k < want)) k += sp_chain_push_head_n(&o->head, &pb->tail[cls], batch + k,
+                                                          want - k);
+    if (SP_UNLIKELY(k < want)) {
+        /* No memory for a ring: what was not pushed goes back under what stayed (older), with
+         * the top at the bottom meanwhile, so that no object shows twice below it. */
+        pb->top[cls] = base;
+        atomic_signal_fence(memory_order_seq_cst);
+        for (uint32_t i = rest; i-- > 0;) base[want - k + i] = base[i];
+        for (uint32_t i = k; i < want; i++) base[i - k] = batch[i];
+        atomic_signal_fence(memory_order_seq_cst);
+        pb->top[cls] = base + rest + want - k;
+        if (k == 0) return false;           /* full again, as it was */
+    }
     o->count += k;
+    *pb->top[cls] = x;
+    pb->top[cls]++;
     return true;
 }
 

@@ -253,6 +253,7 @@ int main(int argc, char **argv)
         pid_t pid = fork();
         REQUIRE(pid >= 0, "fork failed: %s", strerror(errno));
         if (pid == 0) {
+            sp_counts_reset();
             child_work(n);
             if (n % 25 == 0 && sp_failures() == 0) {
                 execl("/bin/true", "true", (char *)NULL);

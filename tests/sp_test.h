@@ -70,6 +70,14 @@ static void sp_fail(const char *file, int line, const char *cond, const char *fm
 
 __attribute__((unused)) static unsigned long sp_failures(void) { return sp_failures_; }
 
+/* In a forked child: its own count from zero, so that its exit status and its messages are its
+ * own, not the parent's failures inherited with the memory. */
+__attribute__((unused)) static void sp_counts_reset(void)
+{
+    sp_checks_ = 0;
+    sp_failures_ = 0;
+}
+
 __attribute__((unused)) static int sp_report(const char *name)
 {
     unsigned long c = sp_checks_, f = sp_failures_;
