@@ -221,9 +221,9 @@ static inline __attribute__((always_inline)) void *sp_priv_refill(struct sp_pblo
  * is in here reuses that thread's pblock as it was (the fork handler frees every P id, and pools
  * keep what a vanished P left), and it sees a prefix of this thread's stores: so at every store
  * each object must be in one place or in none (lost to the child, which is only a leak), never
- * on the stack and in the chain at once.  Hence: copy the batch out, lower the top past it, slide
- * what stays down below the new top, and only then publish the batch with the ring's head add
- * (its release orders the stores before it).  The NULL below the stack is never written. */
+ * on the stack and in the chain at once.  Hence: lower the top past the batch, slide what stays
+ * down below the new top, and only then publish the batch with the ring's head add (its release
+ * orders the stores before it).  The NULL below the stack is never written. */
 static inline __attribute__((always_inline)) bool sp_priv_spill(struct sp_pblock *pb, size_t cls,
                                                               void *x, uint32_t room)
 {
