@@ -70,8 +70,9 @@ static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
     return sp_alloc_class_unpooled(c, 0);
 }
 
-/* The second step, own shared head, inline; everything else by tail calls, so this function
- * saves no registers. */
+/* The second step: whether my own shared chain can refill my private stack is decided inline;
+ * the refill itself (sp_get_shared_or_alloc) and everything else are tail calls, so this
+ * function saves no registers. */
 static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_malloc_unpooled(t, c);
