@@ -12,23 +12,53 @@
 #include "backend.h"
 #include "pool.h"
 
-/* Serialises rotations and guards the thread's life cycle.  Held across sp_rcu_synchronize,
- * which is fine because no reader ever takes it (design decision 5). */
+/* Three locks, so that nothing waits for a grace period but another rotation:
+ *  - sp_rot_serial serialises rotations and is held across the grace period.  Only rotations
+ *    take it (the rotation thread and syncpool_rotate_now's callers); fork does not (in the child
+ *    it is made anew, with the rotation it guarded finished there, see sp_inflight).
+ *  - sp_rot_lock guards the state below and is held only for bounded work: publishing a
+ *    generation, recycling one, starting the thread.  Thread set-up and exit and fork take it.
+ *  - sp_rot_life is held by whoever starts or joins the thread (pthread_create, pthread_join
+ *    outside sp_rot_lock), so that no two threads join the same thread.
+ * Order: sp_rot_life, then sp_rot_serial, then sp_rot_lock, then the pools' and the read side's
+ * locks (the fork handlers take them in that order). */
+static pthread_mutex_t sp_rot_serial = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sp_rot_cond;
-static pthread_t sp_rot_thread;
+static pthread_mutex_t sp_rot_life = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sp_rot_cond;      /* the thread's timed wait: users, quit or stop changed */
 static long sp_period_ms;
 static bool sp_purging;                 /* we purge jemalloc's dirty pages (be_take_over_purging) */
-static bool sp_rot_started, sp_rot_stop, sp_rot_cond_ready;
-static _Atomic bool sp_rot_running;
 static _Atomic uint64_t sp_rot_count;
+
+/* The thread's life cycle, under sp_rot_lock.  IDLE: no thread; RUNNING: it runs (it may have
+ * been told to quit); EXITED: it returned or is returning, and must be joined before another
+ * starts.  sp_rot_pid: the process that started it (a child made by a raw clone, which runs no
+ * fork handlers, has no such thread though it finds RUNNING). */
+enum { SP_ROT_IDLE, SP_ROT_RUNNING, SP_ROT_EXITED };
+static int sp_rot_state;
+static pthread_t sp_rot_thread;
+static pid_t sp_rot_pid;
+static long sp_rot_users;               /* application threads that use the pools */
+static bool sp_rot_quit;                /* the running thread must return */
+static bool sp_rot_final;               /* process exit: never start again */
+static int sp_rot_paused;               /* inside sp_rotator_pause/resume: do not start */
+static bool sp_rot_cond_ready;
 
 /* Generations ready to be published.  Rotation n publishes a spare and gets the generation that
  * aged out back as a spare, so after start-up (sp_spares_fill, from the constructor's thread) the
  * rotation thread allocates nothing: jemalloc 5.3 crashes when a thread on a second arena has to
- * grow it while the address space is exhausted, and the rotation thread is always such a thread. */
+ * grow it while the address space is exhausted, and the rotation thread is always such a thread.
+ * Under sp_rot_lock. */
 static struct sp_gen *sp_spare[2];
 static int sp_nspare;
+
+/* What a rotation has unpublished and not yet given back, under sp_rot_lock: set when it
+ * publishes, cleared when it has recycled them.  A fork in between leaves the child without the
+ * rotating thread, so the child's fork handler moves them to the orphans, which the child's
+ * next rotation recycles with its own (no reader of the child can hold them: its only thread was
+ * outside every section when it forked). */
+static struct sp_gen *sp_inflight_aged, *sp_orphan_aged;
+static struct sp_dequeue *sp_inflight_retired, *sp_orphan_retired;
 
 static void sp_spares_fill(void)
 {
@@ -38,18 +68,6 @@ static void sp_spares_fill(void)
         sp_spare[sp_nspare++] = g;
     }
 }
-
-void sp_rotator_configure(long period_ms, bool purge)
-{
-    sp_period_ms = period_ms;
-    sp_purging = purge && period_ms > 0;
-    if (period_ms <= 0) return;           /* rotations only by syncpool_rotate_now() */
-    pthread_mutex_lock(&sp_rot_lock);
-    sp_spares_fill();
-    pthread_mutex_unlock(&sp_rot_lock);
-}
-long sp_rotator_period(void) { return sp_period_ms; }
-uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_order_relaxed); }
 
 static void sp_cond_init(void)
 {
@@ -61,39 +79,82 @@ static void sp_cond_init(void)
     sp_rot_cond_ready = true;
 }
 
-/* Caller holds sp_rot_lock. */
-static uint64_t sp_rotate_locked(void)
+void sp_rotator_configure(long period_ms, bool purge)
 {
-    struct sp_gen *fresh = sp_nspare ? sp_spare[--sp_nspare] : sp_gen_new();
-    if (!fresh) return 0;                 /* no memory: skip this rotation, keep what we have */
-    struct sp_gen *aged = sp_pool_publish(fresh);
-    /* Rings retired up to now may still be held by readers that started before this point. */
-    struct sp_dequeue *retired = sp_chain_retired_take();
-    sp_rcu_synchronize();
-    /* No reader can see `aged` or the retired rings any more. */
+    sp_period_ms = period_ms;
+    sp_purging = purge && period_ms > 0;
+    pthread_mutex_lock(&sp_rot_lock);
+    if (!sp_rot_cond_ready) sp_cond_init();
+    if (period_ms > 0) sp_spares_fill();  /* else rotations only by syncpool_rotate_now() */
+    pthread_mutex_unlock(&sp_rot_lock);
+}
+
+uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_order_relaxed); }
+
+/* ---- the rotation step ---------------------------------------------------------------------- */
+
+/* Caller holds sp_rot_lock.  An aged-out generation g back to the backend; g becomes a spare. */
+static uint64_t sp_give_back(struct sp_gen *g, struct sp_dequeue *retired)
+{
     uint64_t n = 0;
-    if (aged) {
-        n = sp_gen_recycle(aged);
-        sp_spare[sp_nspare++] = aged;     /* one taken, at most one back: never more than 2 */
+    if (g) {
+        n = sp_gen_recycle(g);
+        if (sp_nspare < 2)
+            sp_spare[sp_nspare++] = g;
+        else
+            sp_gen_free(g);               /* a child's orphan: one more than the two spares */
     }
     sp_chain_retired_free(retired);
-    atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
     return n;
 }
 
 uint64_t sp_rotate_once(void)
 {
+    pthread_mutex_lock(&sp_rot_serial);
     pthread_mutex_lock(&sp_rot_lock);
-    uint64_t n = sp_rotate_locked();
+    struct sp_gen *fresh = sp_nspare ? sp_spare[--sp_nspare] : sp_gen_new();
+    if (!fresh) {                         /* no memory: skip this rotation, keep what we have */
+        pthread_mutex_unlock(&sp_rot_lock);
+        pthread_mutex_unlock(&sp_rot_serial);
+        return 0;
+    }
+    /* Under sp_rot_lock, so that a fork sees the pools either before or after the publication. */
+    struct sp_gen *aged = sp_pool_publish(fresh);
+    /* Rings retired up to now may still be held by readers that started before this point. */
+    struct sp_dequeue *retired = sp_chain_retired_take();
+    sp_inflight_aged = aged;
+    sp_inflight_retired = retired;
     pthread_mutex_unlock(&sp_rot_lock);
+
+    sp_rcu_synchronize();                 /* holds only sp_rot_serial while it waits */
+
+    /* No reader can see `aged` or the retired rings any more. */
+    pthread_mutex_lock(&sp_rot_lock);
+    uint64_t n = sp_give_back(aged, retired);
+    sp_inflight_aged = NULL;
+    sp_inflight_retired = NULL;
+    n += sp_give_back(sp_orphan_aged, sp_orphan_retired);
+    sp_orphan_aged = NULL;
+    sp_orphan_retired = NULL;
+    atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&sp_rot_lock);
+    pthread_mutex_unlock(&sp_rot_serial);
     return n;
 }
+
+/* ---- the thread ----------------------------------------------------------------------------- */
 
 static long sp_now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Under sp_rot_lock: the thread should go on running. */
+static bool sp_rot_wanted(void)
+{
+    return !sp_rot_quit && !sp_rot_final && sp_rot_users > 0;
 }
 
 static void *sp_rotator_main(void *arg)
@@ -110,17 +171,18 @@ static void *sp_rotator_main(void *arg)
     long purge_every = 2 * sp_period_ms < 1000 ? 1000 : 2 * sp_period_ms;
     long last_decay = sp_now_ms(), last_purge = last_decay;
     pthread_mutex_lock(&sp_rot_lock);
-    while (!sp_rot_stop) {
+    while (sp_rot_wanted()) {
         struct timespec at;
         clock_gettime(CLOCK_MONOTONIC, &at);
         at.tv_sec += sp_period_ms / 1000;
         at.tv_nsec += (sp_period_ms % 1000) * 1000000L;
         if (at.tv_nsec >= 1000000000L) { at.tv_sec++; at.tv_nsec -= 1000000000L; }
         int rc = 0;
-        while (!sp_rot_stop && rc != ETIMEDOUT)
+        while (sp_rot_wanted() && rc != ETIMEDOUT)
             rc = pthread_cond_timedwait(&sp_rot_cond, &sp_rot_lock, &at);
-        if (sp_rot_stop) break;
-        sp_rotate_locked();
+        if (!sp_rot_wanted()) break;
+        pthread_mutex_unlock(&sp_rot_lock);
+        sp_rotate_once();
         long now = sp_now_ms();
         if (sp_purging && now - last_decay >= decay_every) {
             bool arenas = now - last_purge >= purge_every;
@@ -128,72 +190,170 @@ static void *sp_rotator_main(void *arg)
             last_decay = now;
             if (arenas) last_purge = now;
         }
+        pthread_mutex_lock(&sp_rot_lock);
     }
+    /* Whoever starts the next thread, pauses or stops joins this one first.  If the application's
+     * threads have all ended, this is the last thread of the process: returning ends the process
+     * (glibc calls exit(0) here, which runs sp_rotator_stop on this thread: see there). */
+    sp_rot_state = SP_ROT_EXITED;
     pthread_mutex_unlock(&sp_rot_lock);
     return NULL;
 }
 
-void sp_rotator_ensure_started(void)
+/* Joins the thread, telling it to quit if it runs.  Caller holds sp_rot_life, not sp_rot_lock.
+ * Bounded (2 s): exit and unshare must not hang on a thread that a stopped reader holds up in
+ * its grace period.  Returns true if no thread is left (it joined one, or there was none).  A
+ * thread of another process (we are a child made by vfork or a raw clone, which run no fork
+ * handlers) is left alone: it does not exist here, or it is the parent's. */
+static bool sp_rot_join_locked_life(bool *joined)
 {
-    if (sp_period_ms <= 0 || atomic_load_explicit(&sp_rot_running, memory_order_acquire)) return;
     pthread_mutex_lock(&sp_rot_lock);
-    if (!sp_rot_started && !sp_rot_stop) {
-        sp_rot_started = true;            /* one attempt per process (and per forked child) */
-        if (!sp_rot_cond_ready) sp_cond_init();
+    int st = sp_rot_state;
+    pthread_t th = sp_rot_thread;
+    bool other = st != SP_ROT_IDLE && sp_rot_pid != getpid();
+    if (st == SP_ROT_RUNNING && !other) {
+        sp_rot_quit = true;
+        pthread_cond_broadcast(&sp_rot_cond);
+    }
+    pthread_mutex_unlock(&sp_rot_lock);
+    if (st == SP_ROT_IDLE) return true;
+    if (other || pthread_equal(th, pthread_self())) return false;   /* exit() on the thread */
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    at.tv_sec += 2;
+    if (pthread_timedjoin_np(th, NULL, &at) != 0) return false;
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_rot_state = SP_ROT_IDLE;
+    pthread_mutex_unlock(&sp_rot_lock);
+    if (joined) *joined = true;
+    return true;
+}
+
+/* Starts the thread if it should run and does not.  Caller holds sp_rot_life. */
+static void sp_rot_start_locked_life(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    bool exited = sp_rot_state == SP_ROT_EXITED && sp_rot_pid == getpid();
+    pthread_mutex_unlock(&sp_rot_lock);
+    if (exited && !sp_rot_join_locked_life(NULL)) return;
+    pthread_mutex_lock(&sp_rot_lock);
+    if (sp_rot_state == SP_ROT_IDLE && sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
+        sp_rot_users > 0) {
+        sp_rot_quit = false;
         /* The thread gets no signals: they belong to the application's threads. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         int rc = pthread_create(&sp_rot_thread, NULL, sp_rotator_main, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc == 0)
-            atomic_store_explicit(&sp_rot_running, true, memory_order_release);
-        else {
+        if (rc == 0) {
+            sp_rot_state = SP_ROT_RUNNING;
+            sp_rot_pid = getpid();
+        } else {
             dprintf(2, "syncpool: cannot start the rotation thread (error %d); pools will not "
                        "rotate\n", rc);
             if (sp_purging) be_give_back_purging();   /* nobody else would ever purge */
             sp_purging = false;
+            sp_rot_final = true;          /* one warning, and no attempt on every new thread */
         }
     }
+    pthread_mutex_unlock(&sp_rot_lock);
+}
+
+void sp_rotator_user_add(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_rot_users++;
+    bool start = sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
+                 sp_rot_state != SP_ROT_RUNNING;
+    pthread_mutex_unlock(&sp_rot_lock);
+    if (!start) return;
+    pthread_mutex_lock(&sp_rot_life);
+    sp_rot_start_locked_life();
+    pthread_mutex_unlock(&sp_rot_life);
+}
+
+void sp_rotator_user_drop(void)
+{
+    pthread_mutex_lock(&sp_rot_lock);
+    /* The last user gone: the thread returns now, not at its next period (a process whose
+     * threads have all ended exits at once). */
+    if (sp_rot_users > 0 && --sp_rot_users == 0 && sp_rot_cond_ready)
+        pthread_cond_broadcast(&sp_rot_cond);
     pthread_mutex_unlock(&sp_rot_lock);
 }
 
 void sp_rotator_stop(void)
 {
     pthread_mutex_lock(&sp_rot_lock);
-    sp_rot_stop = true;
-    bool running = atomic_load_explicit(&sp_rot_running, memory_order_relaxed);
-    if (running) pthread_cond_broadcast(&sp_rot_cond);
+    sp_rot_final = true;
     pthread_mutex_unlock(&sp_rot_lock);
-    if (!running) return;
-    /* The thread finishes at most one rotation (readers never block it for long).  Bounded wait
-     * all the same: exit must not hang. */
-    struct timespec at;
-    clock_gettime(CLOCK_REALTIME, &at);
-    at.tv_sec += 2;
-    if (pthread_timedjoin_np(sp_rot_thread, NULL, &at) == 0)
-        atomic_store_explicit(&sp_rot_running, false, memory_order_relaxed);
+    pthread_mutex_lock(&sp_rot_life);
+    sp_rot_join_locked_life(NULL);
+    pthread_mutex_unlock(&sp_rot_life);
 }
+
+bool sp_rotator_pause(void)
+{
+    bool joined = false;
+    pthread_mutex_lock(&sp_rot_life);
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_rot_paused++;
+    pthread_mutex_unlock(&sp_rot_lock);
+    sp_rot_join_locked_life(&joined);
+    pthread_mutex_unlock(&sp_rot_life);
+    return joined;
+}
+
+void sp_rotator_resume(void)
+{
+    pthread_mutex_lock(&sp_rot_life);
+    pthread_mutex_lock(&sp_rot_lock);
+    if (sp_rot_paused > 0) sp_rot_paused--;
+    pthread_mutex_unlock(&sp_rot_lock);
+    sp_rot_start_locked_life();
+    pthread_mutex_unlock(&sp_rot_life);
+}
+
+/* ---- fork ----------------------------------------------------------------------------------- */
 
 void sp_rotator_fork_prepare(void)
 {
     pthread_mutex_lock(&sp_rot_lock);
+    sp_pool_fork_prepare();
+    be_fork_prepare();
     sp_rcu_fork_prepare();
 }
 
 void sp_rotator_fork_parent(void)
 {
     sp_rcu_fork_parent();
+    be_fork_parent();
+    sp_pool_fork_parent();
     pthread_mutex_unlock(&sp_rot_lock);
 }
 
 void sp_rotator_fork_child(void)
 {
     sp_rcu_fork_child();
-    /* The rotation thread does not exist here (it was waiting on the cond, or not started):
-     * fresh lock and cond, and it is started again lazily by the first thread set-up. */
+    be_fork_child();
+    sp_pool_fork_child();
+    /* The rotation thread does not exist here, nor does any thread that held sp_rot_serial or
+     * sp_rot_life: fresh locks and cond; the thread is started again by the first thread set-up
+     * (the forking thread's, on its next allocation). */
+    pthread_mutex_init(&sp_rot_serial, NULL);
+    pthread_mutex_init(&sp_rot_life, NULL);
     pthread_mutex_init(&sp_rot_lock, NULL);
     if (sp_rot_cond_ready) sp_cond_init();
-    atomic_store_explicit(&sp_rot_running, false, memory_order_relaxed);
-    sp_rot_started = false;
+    sp_rot_state = SP_ROT_IDLE;
+    sp_rot_users = 0;
+    sp_rot_quit = false;
+    sp_rot_paused = 0;
+    /* A rotation was between publishing and giving back (see sp_inflight). */
+    if (sp_inflight_aged || sp_inflight_retired) {
+        sp_orphan_aged = sp_inflight_aged;
+        sp_orphan_retired = sp_inflight_retired;
+        sp_inflight_aged = NULL;
+        sp_inflight_retired = NULL;
+    }
 }

@@ -3,7 +3,13 @@
  * Every period: victim <- local, local <- fresh (pool_publish); one grace period
  * (synchronize_rcu) for all pools; then the generation that aged out goes back to the backend,
  * and so do the rings that thieves retired.  No stop-the-world: application threads only ever
- * wait for nothing; the rotation lock is never taken by a reader. */
+ * wait for nothing; no lock a reader, a thread's set-up or exit, or fork takes is held while the
+ * rotation waits for its grace period.
+ *
+ * The thread runs only while the process has application threads using the pools ("users"), so
+ * it never keeps a process alive: when the last of them exits (main included, by pthread_exit),
+ * it returns too, and glibc ends the process as it would without the library.  It is stopped
+ * and joined around the calls the kernel refuses in a multi-threaded process (sp_rotator_pause). */
 #ifndef SYNCPOOL_ROTATE_H
 #define SYNCPOOL_ROTATE_H
 
@@ -12,19 +18,27 @@
 
 /* Period in ms (0 = never rotate on a timer).  purge: the thread also purges the backend's dirty
  * pages (after be_take_over_purging).  Call once, from the thread that sets the pools up (it also
- * allocates the spare generations), before the first sp_rotator_ensure_started. */
+ * allocates the spare generations), before the first sp_rotator_user_add. */
 void sp_rotator_configure(long period_ms, bool purge);
-long sp_rotator_period(void);
-/* Starts the thread if it should run and does not yet.  Call with the re-entry guard held:
- * pthread_create allocates. */
-void sp_rotator_ensure_started(void);
-/* Stops and joins the thread (process exit).  Pools keep working, without rotation. */
+/* An application thread starts (add) or stops (drop) using the pools.  add starts the thread
+ * if it should run and does not: call it with the re-entry guard held (pthread_create
+ * allocates) and outside any read-side section.  drop ends it after the last user. */
+void sp_rotator_user_add(void);
+void sp_rotator_user_drop(void);
+/* Stops and joins the thread (process exit); it is not started again.  Pools keep working,
+ * without rotation. */
 void sp_rotator_stop(void);
+/* Around a call that needs a single-threaded process (unshare, setns): pause stops and joins
+ * the thread (true: it joined one, which may still be leaving the kernel's thread group for a
+ * few microseconds); resume starts it again if it has users.  Outside any read-side section. */
+bool sp_rotator_pause(void);
+void sp_rotator_resume(void);
 /* One rotation, synchronously.  Returns the number of objects released to the backend. */
 uint64_t sp_rotate_once(void);
 uint64_t sp_rotations(void);
 
-/* Fork handlers: prepare takes the rotation lock, then the read side's registry locks. */
+/* Fork handlers: prepare takes the rotation's state lock, the pools' and the backend's locks,
+ * then the read side's registry locks; none of them is held across a grace period. */
 void sp_rotator_fork_prepare(void);
 void sp_rotator_fork_parent(void);
 void sp_rotator_fork_child(void);

@@ -264,6 +264,9 @@ void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p
     return p;
 }
 
+void be_fork_prepare(void) { pthread_mutex_lock(&be_zone_arena_lock); }
+void be_fork_parent(void) { pthread_mutex_unlock(&be_zone_arena_lock); }
+
 void be_fork_child(void)
 {
     pthread_mutex_init(&be_zone_grow_lock, NULL);

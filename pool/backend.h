@@ -178,7 +178,13 @@ static inline size_t be_class_size_aligned(size_t n, size_t align)
 }
 /* Initialises the backend (it registers its fork handlers then) and finds its fast paths. */
 void be_init(void);
-/* In a forked child: our own lock of the backend (arena creation) is fresh again. */
+/* Fork: prepare takes our lock of the backend that a thread holds outside jemalloc (arena
+ * creation and settings); parent releases it; in the child both our locks are made anew.  The
+ * zone's growth lock is not taken: jemalloc calls the zone's extent hooks only under its own
+ * mutexes, which its prefork handler (it runs after ours) takes, so no thread is inside a hook
+ * when the process forks, and taking it before them could deadlock with a thread in a hook. */
+void be_fork_prepare(void);
+void be_fork_parent(void);
 void be_fork_child(void);
 /* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread, whose
  * period is period_ms), which then calls be_purge() on its own schedule.  Returns false if the
@@ -254,6 +260,8 @@ static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags,
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
 static inline void be_init(void) {}  /* nothing to set up */
+static inline void be_fork_prepare(void) {}
+static inline void be_fork_parent(void) {}
 static inline void be_fork_child(void) {}
 static inline bool be_take_over_purging(long period_ms) { (void)period_ms; return false; }
 static inline void be_purge(bool arenas) { (void)arenas; }

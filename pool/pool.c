@@ -21,7 +21,8 @@ uint32_t sp_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_batch[SP_MAX_CLASSES];
 _Atomic uint64_t sp_released[SP_MAX_CLASSES];
-/* Held while a generation is recycled and while statistics read live pblocks. */
+/* Held while a generation is recycled and while statistics read live pblocks: bounded work, never
+ * a wait for a grace period.  The fork handlers take it (sp_pool_fork_prepare). */
 static pthread_mutex_t sp_recycle_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Atomic uint64_t sp_gen_seq;
@@ -34,6 +35,12 @@ struct sp_gen *sp_gen_new(void)
     if (g) g->seq = atomic_fetch_add_explicit(&sp_gen_seq, 1, memory_order_relaxed) + 1;
     return g;
 }
+
+void sp_gen_free(struct sp_gen *g) { be_free_internal(g); }
+
+void sp_pool_fork_prepare(void) { pthread_mutex_lock(&sp_recycle_lock); }
+void sp_pool_fork_parent(void) { pthread_mutex_unlock(&sp_recycle_lock); }
+void sp_pool_fork_child(void) { pthread_mutex_init(&sp_recycle_lock, NULL); }
 
 static struct sp_pblock *sp_gen_pblock(struct sp_gen *g, uint32_t pid)
 {

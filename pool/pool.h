@@ -346,6 +346,13 @@ void sp_pool_forget(struct sp_thread *t);
 
 /* Rotation mechanism, driven by cleanup/ only. */
 struct sp_gen *sp_gen_new(void);
+/* Frees an empty generation (one sp_gen_recycle has emptied, or never published). */
+void sp_gen_free(struct sp_gen *g);
+/* Fork: the pools' own lock (recycling, statistics), taken in prepare after cleanup/'s, released
+ * in the parent and made anew in the child. */
+void sp_pool_fork_prepare(void);
+void sp_pool_fork_parent(void);
+void sp_pool_fork_child(void);
 /* victim <- local, local <- fresh, and every thread's fast paths turned off (they find the
  * fresh local through the slow path).  Returns the old victim, which readers may still hold
  * until the caller's sp_rcu_synchronize. */

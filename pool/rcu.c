@@ -13,21 +13,42 @@
 char sp_rcu_tsan_clock;
 #endif
 
-/* Readers, as a circular list through a sentinel.  The lock is held by (un)registration and by
- * the writer for a whole wait, so a reader's memory (thread-local storage) stays valid while
- * the writer reads its seq: an exiting thread unregisters before its TLS goes away. */
+/* Readers, as circular lists through sentinels: `sp_reg` holds the readers no grace period is
+ * waiting for, `sp_wait` those the current grace period still waits for (sp_rcu_synchronize).
+ * Both are under sp_reg_lock, and a reader is on exactly one of them while it is registered, so
+ * unregistering unlinks it from whichever holds it.  The lock is held by (un)registration and by
+ * the writer only while it looks at the readers' counters, never while it waits: a reader
+ * stopped inside a section (a page fault, SIGSTOP, a debugger) delays the grace period, but no
+ * thread start, thread exit or fork.  A reader's memory (thread-local storage) stays valid while
+ * the writer reads its seq under the lock, since an exiting thread unregisters first. */
 static pthread_mutex_t sp_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sp_rcu_reader sp_reg = {.next = &sp_reg, .prev = &sp_reg};
+static struct sp_rcu_reader sp_wait = {.next = &sp_wait, .prev = &sp_wait};
+/* One grace period at a time (sp_wait is the current one's); held across the wait.  Fork does not
+ * take it: in the child no grace period is in progress, and the lock is made anew. */
+static pthread_mutex_t sp_gp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void sp_list_unlink(struct sp_rcu_reader *r)
+{
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+static void sp_list_add(struct sp_rcu_reader *head, struct sp_rcu_reader *r)
+{
+    r->next = head->next;
+    r->prev = head;
+    head->next->prev = r;
+    head->next = r;
+}
 
 void sp_rcu_register(struct sp_rcu_reader *r, void *owner)
 {
     pthread_mutex_lock(&sp_reg_lock);
     if (!r->registered) {
         r->owner = owner;
-        r->next = sp_reg.next;
-        r->prev = &sp_reg;
-        sp_reg.next->prev = r;
-        sp_reg.next = r;
+        sp_list_add(&sp_reg, r);
         r->registered = true;
     }
     pthread_mutex_unlock(&sp_reg_lock);
@@ -37,9 +58,7 @@ void sp_rcu_unregister(struct sp_rcu_reader *r)
 {
     pthread_mutex_lock(&sp_reg_lock);
     if (r->registered) {
-        r->prev->next = r->next;
-        r->next->prev = r->prev;
-        r->next = r->prev = NULL;
+        sp_list_unlink(r);              /* from sp_reg or sp_wait */
         r->registered = false;
     }
     pthread_mutex_unlock(&sp_reg_lock);
@@ -49,6 +68,7 @@ void sp_rcu_each_reader(void (*fn)(void *owner, void *arg), void *arg)
 {
     pthread_mutex_lock(&sp_reg_lock);
     for (struct sp_rcu_reader *r = sp_reg.next; r != &sp_reg; r = r->next) fn(r->owner, arg);
+    for (struct sp_rcu_reader *r = sp_wait.next; r != &sp_wait; r = r->next) fn(r->owner, arg);
     pthread_mutex_unlock(&sp_reg_lock);
 }
 
@@ -110,28 +130,52 @@ void sp_rcu_barrier(void)
 
 /* ---- grace period --------------------------------------------------------------------- */
 
-static void sp_wait_change(const uint64_t *seq, uint64_t was)
+/* Between two looks at the waited-for readers, with sp_reg_lock released. */
+static void sp_wait_pause(unsigned round)
 {
-    for (unsigned spins = 0; __atomic_load_n(seq, __ATOMIC_ACQUIRE) == was; spins++) {
-        if (spins < 64) {
-            sched_yield();
-        } else {
-            /* A section that allocates from the backend may page-fault or mmap: back off. */
-            struct timespec ts = {0, 50 * 1000};
-            nanosleep(&ts, NULL);
-        }
+    if (round < 64) {
+        sched_yield();
+    } else {
+        /* A section that allocates from the backend may page-fault or mmap: back off. */
+        struct timespec ts = {0, 50 * 1000};
+        nanosleep(&ts, NULL);
     }
 }
 
 void sp_rcu_synchronize(void)
 {
+    pthread_mutex_lock(&sp_gp_lock);
     sp_rcu_barrier();
     pthread_mutex_lock(&sp_reg_lock);
-    for (struct sp_rcu_reader *r = sp_reg.next; r != &sp_reg; r = r->next) {
+    /* Every reader inside a section now (odd seq) may hold an old pointer: wait for it.  Its seq
+     * at this moment goes to wait_seq; a reader that registers later starts its sections after
+     * the barrier, so it needs no wait. */
+    for (struct sp_rcu_reader *r = sp_reg.next, *n; r != &sp_reg; r = n) {
+        n = r->next;
         uint64_t s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
-        if (s & 1) sp_wait_change(&r->seq, s);
+        if (s & 1) {
+            r->wait_seq = s;
+            sp_list_unlink(r);
+            sp_list_add(&sp_wait, r);
+        }
+    }
+    for (unsigned round = 0; sp_wait.next != &sp_wait; round++) {
+        pthread_mutex_unlock(&sp_reg_lock);     /* set-up, exit and fork go on meanwhile */
+        sp_wait_pause(round);
+        pthread_mutex_lock(&sp_reg_lock);
+        /* A changed seq means the section we waited for has ended (waiting for a change, not
+         * for "even", means a reader entering sections back to back cannot starve us).  A
+         * reader that unregistered meanwhile has left sp_wait by itself. */
+        for (struct sp_rcu_reader *r = sp_wait.next, *n; r != &sp_wait; r = n) {
+            n = r->next;
+            if (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) != r->wait_seq) {
+                sp_list_unlink(r);
+                sp_list_add(&sp_reg, r);
+            }
+        }
     }
     pthread_mutex_unlock(&sp_reg_lock);
+    pthread_mutex_unlock(&sp_gp_lock);
 #if defined(__SANITIZE_THREAD__)
     __tsan_acquire(&sp_rcu_tsan_clock);
 #endif
@@ -155,13 +199,17 @@ void sp_rcu_fork_child(void)
 {
     /* The other threads' readers are still mapped here (the child has a copy of their memory),
      * but their threads are gone. */
-    for (struct sp_rcu_reader *r = sp_reg.next, *n; r != &sp_reg; r = n) {
-        n = r->next;
-        r->next = r->prev = NULL;
-        r->registered = false;
+    struct sp_rcu_reader *heads[2] = {&sp_reg, &sp_wait};
+    for (int i = 0; i < 2; i++) {
+        for (struct sp_rcu_reader *r = heads[i]->next, *n; r != heads[i]; r = n) {
+            n = r->next;
+            r->next = r->prev = NULL;
+            r->registered = false;
+        }
+        heads[i]->next = heads[i]->prev = heads[i];
     }
-    sp_reg.next = sp_reg.prev = &sp_reg;
     pthread_mutex_init(&sp_reg_lock, NULL);
+    pthread_mutex_init(&sp_gp_lock, NULL);   /* a grace period of a thread that is gone */
     pthread_mutex_init(&sp_mb_lock, NULL);
     sp_mb_mode = SP_MB_UNKNOWN;         /* register with membarrier again, for this process */
 }

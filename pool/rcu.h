@@ -12,7 +12,9 @@
  *         the writer, or starts its section after the fence and loads the new pointers.
  *      2. For every registered reader whose seq is odd, wait until seq changes: that section,
  *         which may hold an old pointer, has ended.  (Waiting for a change, not for "even",
- *         means a reader that enters sections back to back cannot starve the writer.)
+ *         means a reader that enters sections back to back cannot starve the writer.)  The
+ *         registry lock is released between looks, so a reader stopped inside a section holds
+ *         up this grace period only, not the registration of other threads or fork.
  *    After it returns, no reader holds a pointer it loaded before step 1.
  *  - Sections never nest and never wait for anything the writer holds.  A reader must not
  *    enter a section after sp_rcu_unregister.
@@ -30,6 +32,7 @@ struct sp_rcu_reader {
     uint64_t seq;                       /* odd inside a section; written only by its owner */
     void *owner;                        /* what sp_rcu_each_reader hands its callback */
     struct sp_rcu_reader *next, *prev;  /* the registry, under its lock */
+    uint64_t wait_seq;                  /* the seq a grace period waits to see change (its lock) */
     bool registered;
 };
 
@@ -87,8 +90,9 @@ void sp_rcu_synchronize(void);
  * unregisters meanwhile; fn must not take locks a reader could hold). */
 void sp_rcu_each_reader(void (*fn)(void *owner, void *arg), void *arg);
 
-/* Fork: prepare takes the registry lock; in the child only the forking thread exists, so the
- * registry is emptied (that thread registers again when it needs to). */
+/* Fork: prepare takes the registry lock (held only briefly, never across a grace period's wait);
+ * in the child only the forking thread exists, so the registry is emptied (that thread registers
+ * again when it needs to) and a grace period that was in progress is forgotten. */
 void sp_rcu_fork_prepare(void);
 void sp_rcu_fork_parent(void);
 void sp_rcu_fork_child(void);

@@ -32,12 +32,22 @@ extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso);
 
 /* Runs first among the thread's exit destructors (C++ thread_local style), before the
  * pthread-key destructors and glibc's own frees: from here on the thread bypasses the pools and
- * the read side, and its P id (with what it caches) goes to the next thread.  Nothing to flush. */
+ * the read side, and its P id (with what it caches) goes to the next thread.  Nothing to flush.
+ * glibc does not run these destructors when the main thread calls pthread_exit, only the
+ * pthread-key destructors, so the same function is also sp_exit_key's destructor (whichever
+ * runs first does the work).  A thread that used the pools is one user less for the rotation
+ * thread, which returns after the last one: a process whose threads have all ended exits. */
+static pthread_key_t sp_exit_key;
+static bool sp_exit_key_ok;
+
 static void sp_thread_exit(void *arg)
 {
     (void)arg;
-    sp_self.state = SP_T_OFF;
-    sp_thread_detach(&sp_self);
+    struct sp_thread *t = &sp_self;
+    bool user = t->proc != NULL;       /* attached: counted by sp_rotator_user_add */
+    t->state = SP_T_OFF;
+    sp_thread_detach(t);
+    if (user) sp_rotator_user_drop();
 }
 
 bool sp_thread_setup(void)
@@ -52,11 +62,13 @@ bool sp_thread_setup(void)
     t->state = SP_T_BUSY;              /* re-entry guard: what we call below may allocate */
     if (!t->exit_hook && __cxa_thread_atexit_impl(sp_thread_exit, NULL, &__dso_handle) == 0)
         t->exit_hook = 1;
-    if (!t->exit_hook || !sp_thread_attach(t)) {
+    /* A key made early has a first-level slot: setting it allocates nothing. */
+    if (!t->exit_hook || !sp_exit_key_ok || pthread_setspecific(sp_exit_key, t) != 0 ||
+        !sp_thread_attach(t)) {
         t->state = SP_T_OFF;
         return false;
     }
-    sp_rotator_ensure_started();
+    sp_rotator_user_add();
     t->state = SP_T_ACTIVE;
     return true;
 }
@@ -69,7 +81,6 @@ static void sp_atfork_parent(void) { sp_rotator_fork_parent(); }
 static void sp_atfork_child(void)
 {
     sp_rotator_fork_child();
-    be_fork_child();
     /* Only this thread exists now: every P id is free again.  This thread sets itself up anew
      * on its next allocation (which also restarts the rotation thread, lazily). */
     sp_proc_release_all_but(NULL);
@@ -94,6 +105,7 @@ __attribute__((constructor)) static void sp_init(void)
     long ps = sysconf(_SC_PAGESIZE);
     if (ps > 0) sp_page_size = (size_t)ps;
     pthread_atfork(sp_atfork_prepare, sp_atfork_parent, sp_atfork_child);
+    sp_exit_key_ok = pthread_key_create(&sp_exit_key, sp_thread_exit) == 0;
     if (!sp_cfg.disable && sp_cfg.max_size > 0) {
         size_t max = sp_sizeclass_init(sp_cfg.max_size);
         if (sp_pool_init(sp_cfg.cache_bytes)) {

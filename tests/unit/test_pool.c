@@ -355,7 +355,7 @@ static void test_stress_rotation(void)
     stress_iters = check_scale(400000);
     sp_rotator_configure(1, false);
     sp_self.state = SP_T_BUSY;
-    sp_rotator_ensure_started();
+    sp_rotator_user_add();
     sp_self.state = SP_T_ACTIVE;
     uint64_t r0 = sp_rotations();
     pthread_t th[T];

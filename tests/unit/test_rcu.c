@@ -6,14 +6,23 @@
  * elsewhere it sees the dead mark).  Every object is published exactly once and retired exactly
  * once; no reader may ever see a dead one.  Extra threads register, read and unregister in a loop
  * (thread churn during grace periods).  Runs with sys_membarrier and with the mprotect fallback.
- * Without the grace period the test fails at once (checked when it was written). */
+ * Without the grace period the test fails at once (checked when it was written).
+ *
+ * A reader stopped inside a section (test_stopped_reader) delays the grace period that waits
+ * for it, and nothing else: other threads still register and unregister (thread set-up and
+ * exit), and fork still runs the library's fork handlers, while the writer waits. */
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "rcu.h"
+#include "rotate.h"
 
 enum { LIVE = 0x11ce, DEAD = 0xdead };
 struct obj { _Atomic int magic; long id; };
@@ -95,12 +104,111 @@ static void run(bool membarrier, long rounds)
            rounds, atomic_load(&sections));
 }
 
+/* ---- a reader stopped inside a section ------------------------------------------------------ */
+
+static sem_t stopped_in, release_reader;
+static _Atomic bool gp_done, churn_done, fork_done;
+
+static void *stopped_reader(void *arg)
+{
+    (void)arg;
+    sp_rcu_register(&me, NULL);
+    sp_rcu_enter(&me);
+    sem_post(&stopped_in);
+    sem_wait(&release_reader);          /* "descheduled" inside its section */
+    sp_rcu_exit(&me);
+    sp_rcu_unregister(&me);
+    return NULL;
+}
+
+static void *waiting_writer(void *arg)
+{
+    (void)arg;
+    sp_rcu_synchronize();
+    atomic_store(&gp_done, true);
+    return NULL;
+}
+
+static void *register_once(void *arg)
+{
+    (void)arg;
+    sp_rcu_register(&me, NULL);
+    read_once();
+    sp_rcu_unregister(&me);
+    return NULL;
+}
+
+/* Thread set-up and exit as the library does them: 20 threads that register and unregister. */
+static void *churn_threads(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, register_once, NULL);
+        pthread_join(t, NULL);
+    }
+    atomic_store(&churn_done, true);
+    return NULL;
+}
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();                 /* runs the library's fork handlers (pthread_atfork) */
+    if (pid == 0) _exit(0);
+    int st = 0;
+    if (pid > 0) waitpid(pid, &st, 0);
+    atomic_store(&fork_done, pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return NULL;
+}
+
+/* Waits up to 5 s for *flag. */
+static bool wait_flag(_Atomic bool *flag)
+{
+    for (int i = 0; i < 500 && !atomic_load(flag); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(flag);
+}
+
+static void test_stopped_reader(void)
+{
+    sp_rcu_set_membarrier(true);
+    atomic_store(&cur, obj_new(0));
+    sem_init(&stopped_in, 0, 0);
+    sem_init(&release_reader, 0, 0);
+    pthread_t r, w, c, f;
+    pthread_create(&r, NULL, stopped_reader, NULL);
+    sem_wait(&stopped_in);
+    pthread_create(&w, NULL, waiting_writer, NULL);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);               /* the writer is waiting for the reader now */
+    CHECK(!atomic_load(&gp_done), "the grace period ended while a reader was inside a section");
+    pthread_create(&c, NULL, churn_threads, NULL);
+    pthread_create(&f, NULL, forker, NULL);
+    CHECK(wait_flag(&churn_done), "threads could not register or unregister while a reader was "
+                                  "stopped inside a section (5 s)");
+    CHECK(wait_flag(&fork_done), "fork did not complete while a reader was stopped inside a "
+                                 "section (5 s)");
+    CHECK(!atomic_load(&gp_done), "the grace period ended while a reader was inside a section");
+    sem_post(&release_reader);
+    pthread_join(r, NULL);
+    pthread_join(w, NULL);
+    pthread_join(c, NULL);
+    pthread_join(f, NULL);
+    CHECK(atomic_load(&gp_done), "the grace period did not end after the reader left");
+    free(atomic_load(&cur));
+    printf("stopped reader: checked thread set-up, exit and fork during a held-up grace period\n");
+}
+
 int main(void)
 {
+    pthread_atfork(sp_rotator_fork_prepare, sp_rotator_fork_parent, sp_rotator_fork_child);
+    test_stopped_reader();
     run(true, check_scale(1000));
     run(false, check_scale(300));
-    /* A grace period with no reader registered returns at once. */
+    /* A grace period with no reader registered returns at once (a hang is the failure). */
     sp_rcu_synchronize();
-    CHECK(1, "synchronize without readers");
     return check_done();
 }
