@@ -46,7 +46,74 @@ uint64_t sp_stats_cached_bytes(void)
     return total;
 }
 
-int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations)
+uint64_t sp_stats_total_gets(void)
+{
+    struct sp_class_stats cs[SP_MAX_CLASSES];
+    unsigned n = sp_stats_collect(cs);
+    uint64_t total = 0;
+    for (unsigned c = 0; c < n; c++) total += cs[c].gets;
+    return total;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 if there is none.  p is NUL-terminated, and NUL is never a
+ * continuation byte, so this reads no further than the string. */
+static size_t sp_utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) n = 3;
+    else if (c >= 0xf0 && c <= 0xf4) n = 4;
+    else return 0;
+    if (c == 0xe0) lo = 0xa0;
+    else if (c == 0xed) hi = 0x9f;
+    else if (c == 0xf0) lo = 0x90;
+    else if (c == 0xf4) hi = 0x8f;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
+    return n;
+}
+
+/* s as a JSON string: '"' and '\' escaped, control characters and DEL as \u00XX, well-formed
+ * UTF-8 as it is, and each other byte as U+FFFD, so the file stays valid UTF-8 JSON whatever
+ * bytes a program name holds. */
+static void sp_json_string(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        size_t n;
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', f);
+            fputc(*p++, f);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\u%04x", *p++);
+        } else if (*p < 0x80) {
+            fputc(*p++, f);
+        } else if ((n = sp_utf8_len(p)) != 0) {
+            fwrite(p, 1, n, f);
+            p += n;
+        } else {
+            fputs("\\ufffd", f);
+            p++;
+        }
+    }
+    fputc('"', f);
+}
+
+/* s for a terminal: printable ASCII as it is, every other byte as \xHH. */
+static void sp_text_escaped(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\') fputc(*p, f);
+        else fprintf(f, "\\x%02x", *p);
+    }
+}
+
+int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
+                        const struct sp_stats_origin *origin)
 {
     struct sp_class_stats cs[SP_MAX_CLASSES];
     unsigned n = sp_stats_collect(cs);
@@ -66,17 +133,29 @@ int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations)
                 (unsigned long long)s->hits_victim, (unsigned long long)s->misses,
                 (unsigned long long)s->released, (unsigned long long)s->cached_bytes);
     }
-    fprintf(f, "]}\n");
+    fputc(']', f);
+    if (origin) {
+        fprintf(f, ",\"pid\":%ld,\"program\":", origin->pid);
+        sp_json_string(f, origin->program);
+        fprintf(f, ",\"written_at_us\":%llu", (unsigned long long)origin->written_at_us);
+    }
+    fprintf(f, "}\n");
     return ferror(f) ? -1 : 0;
 }
 
-int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations)
+int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
+                         const struct sp_stats_origin *origin)
 {
     struct sp_class_stats cs[SP_MAX_CLASSES];
     unsigned n = sp_stats_collect(cs);
     struct sp_class_stats t = {0};
-    fprintf(f, "syncpool stats: rotate_ms=%ld rotations=%llu\n", rotate_ms,
+    fprintf(f, "syncpool stats: rotate_ms=%ld rotations=%llu", rotate_ms,
             (unsigned long long)rotations);
+    if (origin) {
+        fprintf(f, " pid=%ld program=", origin->pid);
+        sp_text_escaped(f, origin->program);
+    }
+    fputc('\n', f);
     fprintf(f, "%6s %12s %12s %8s %8s %8s %8s %8s %12s %12s\n", "size", "gets", "puts",
             "private%", "shared%", "steal%", "victim%", "miss%", "released", "cached_B");
     for (unsigned c = 0; c < n; c++) {

@@ -11,10 +11,25 @@ struct sp_class_stats {
         cached_bytes;
 };
 
+/* The process the figures belong to (a wrapper such as `timeout` runs the library too, and
+ * without %p in SYNCPOOL_STATS=json:PATH all processes of a run share one file). */
+struct sp_stats_origin {
+    long pid;
+    const char *program;        /* any bytes: escaped when written */
+    uint64_t written_at_us;     /* CLOCK_REALTIME, microseconds since the Unix epoch */
+};
+
 /* Fills out[0 .. sp_nclasses) and returns sp_nclasses. */
 unsigned sp_stats_collect(struct sp_class_stats *out);
 uint64_t sp_stats_cached_bytes(void);
-int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations);
-int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations);
+/* gets summed over the classes: the pooled-size mallocs this process made. */
+uint64_t sp_stats_total_gets(void);
+/* One JSON object, one line.  Top level: rotate_ms, rotations, cached_bytes, classes[], then,
+ * with an origin, pid, program, written_at_us (stats_file.c parses these back). */
+int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
+                        const struct sp_stats_origin *origin);
+/* The table; its first line ends with pid=N program=NAME when there is an origin. */
+int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
+                         const struct sp_stats_origin *origin);
 
 #endif

@@ -1,5 +1,15 @@
 /* env.c — the SYNCPOOL_* environment variables, parsed once at start-up.  A bad value prints one
- * warning line on stderr and the default is used; nothing here may allocate or abort. */
+ * warning line on stderr and the default is used; nothing here may allocate or abort.
+ *
+ * Every variable is read with secure_getenv, so in a secure-execution process (AT_SECURE:
+ * setuid or setgid, file capabilities, an LSM transition) all of them are ignored, silently, and
+ * the defaults hold, as jemalloc does for MALLOC_CONF.  There the environment comes from
+ * whoever started the program, not from its owner, and every SYNCPOOL_* variable changes what
+ * the process does; SYNCPOOL_STATS=json:PATH would even create and truncate PATH with the
+ * program's privileges (design decision 9).
+ *
+ * Warnings quote the value they ignore through sp_escape: what comes from the environment never
+ * reaches a terminal as raw control characters (escape sequences). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,11 +19,40 @@
 
 #include "shim.h"
 
+bool sp_escape(char *buf, size_t cap, const char *s, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i = 0;
+    if (cap == 0) return *s != 0;
+    for (; s[i] && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[4];
+        size_t k = 0;
+        if (c == '"' || c == '\\') {
+            e[k++] = '\\';
+            e[k++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            e[k++] = (char)c;
+        } else {
+            e[k++] = '\\';
+            e[k++] = 'x';
+            e[k++] = hex[c >> 4];
+            e[k++] = hex[c & 15];
+        }
+        if (o + k >= cap) break;
+        memcpy(buf + o, e, k);
+        o += k;
+    }
+    buf[o] = 0;
+    return s[i] != 0;
+}
+
 static void sp_warn(const char *name, const char *value, const char *expected, const char *dflt)
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "syncpool: ignoring %s=\"%.64s%s\": expected %s; using %s\n",
-                     name, value, strlen(value) > 64 ? "..." : "", expected, dflt);
+    char v[4 * 64 + 1], buf[640];
+    bool cut = sp_escape(v, sizeof v, value, 64);
+    int n = snprintf(buf, sizeof buf, "syncpool: ignoring %s=\"%s%s\": expected %s; using %s\n",
+                     name, v, cut ? "..." : "", expected, dflt);
     if (n > (int)sizeof buf - 1) n = (int)sizeof buf - 1;
     if (n > 0 && write(2, buf, (size_t)n) < 0) { /* nothing else to do with stderr gone */ }
 }
@@ -37,7 +76,7 @@ static bool sp_parse_uint(const char *s, unsigned long long lo, unsigned long lo
 static void sp_env_uint(const char *name, unsigned long long lo, unsigned long long hi,
                         const char *expected, unsigned long long dflt, unsigned long long *out)
 {
-    const char *v = getenv(name);
+    const char *v = secure_getenv(name);
     *out = dflt;
     if (!v) return;
     if (!sp_parse_uint(v, lo, hi, out)) {
@@ -64,7 +103,7 @@ void sp_config_from_env(struct sp_config *cfg)
                 SP_DEFAULT_CACHE_BYTES, &v);
     cfg->cache_bytes = (size_t)v;
 
-    const char *s = getenv("SYNCPOOL_STATS");
+    const char *s = secure_getenv("SYNCPOOL_STATS");
     if (s) {
         if (strcmp(s, "0") == 0) {
             cfg->stats = SP_STATS_OFF;

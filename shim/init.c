@@ -123,44 +123,12 @@ __attribute__((constructor)) static void sp_init(void)
     atomic_store_explicit(&sp_initialized, true, memory_order_release);
 }
 
-static void sp_write_stats(void)
-{
-    if (sp_cfg.stats == SP_STATS_TABLE) {
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-        if (!m) return;
-        syncpool_stats_print(m);
-        fclose(m);
-        for (size_t off = 0; off < len;) {
-            ssize_t w = write(sp_stats_fd, buf + off, len - off);
-            if (w <= 0) break;
-            off += (size_t)w;
-        }
-        free(buf);
-        return;
-    }
-    /* json:PATH, with %p replaced by the process id. */
-    char path[sizeof sp_cfg.stats_path + 32];
-    const char *pp = strstr(sp_cfg.stats_path, "%p");
-    if (pp)
-        snprintf(path, sizeof path, "%.*s%ld%s", (int)(pp - sp_cfg.stats_path), sp_cfg.stats_path,
-                 (long)getpid(), pp + 2);
-    else
-        snprintf(path, sizeof path, "%s", sp_cfg.stats_path);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        dprintf(2, "syncpool: cannot write statistics to %s\n", path);
-        return;
-    }
-    syncpool_stats_json(f);
-    fclose(f);
-}
-
 __attribute__((destructor)) static void sp_fini(void)
 {
     sp_rotator_stop();
-    if (sp_cfg.stats != SP_STATS_OFF) sp_write_stats();
+    /* The table, or the JSON file: how it is written, and which process's figures a shared
+     * PATH keeps, is in stats_file.c. */
+    if (sp_cfg.stats != SP_STATS_OFF) sp_stats_at_exit(&sp_cfg, sp_stats_fd);
 }
 
 /* ---- public API (include/syncpool.h) -------------------------------------------------------- */
@@ -170,15 +138,9 @@ SP_EXPORT unsigned long syncpool_rotate_now(void)
     return sp_max_size ? (unsigned long)sp_rotate_once() : 0;
 }
 
-SP_EXPORT int syncpool_stats_json(FILE *f)
-{
-    return sp_stats_write_json(f, sp_cfg.rotate_ms, sp_rotations());
-}
+SP_EXPORT int syncpool_stats_json(FILE *f) { return sp_stats_json_now(f, sp_cfg.rotate_ms); }
 
-SP_EXPORT int syncpool_stats_print(FILE *f)
-{
-    return sp_stats_write_table(f, sp_cfg.rotate_ms, sp_rotations());
-}
+SP_EXPORT int syncpool_stats_print(FILE *f) { return sp_stats_table_now(f, sp_cfg.rotate_ms); }
 
 SP_EXPORT unsigned long long syncpool_cached_bytes(void) { return sp_stats_cached_bytes(); }
 SP_EXPORT unsigned long long syncpool_rotations(void) { return sp_rotations(); }

@@ -4,7 +4,8 @@
 # stderr holds exactly one line, starting with "syncpool:", that names the variable (for an
 # empty value, no line is accepted too).  Good values print nothing.  Two bad variables at once
 # give one line each.  SYNCPOOL_CACHE_BYTES also: 0 and 2^40+1 (out of range) warn, 1 and 65536
-# do not.
+# do not.  Bad values include an escape sequence, a newline and bytes >= 0x80: stderr never holds
+# anything but printable ASCII and newlines (the warning shows such bytes as \xHH).
 . "$(dirname "$0")/common.sh" "$@"
 
 clean=(env -u SYNCPOOL_ROTATE_MS -u SYNCPOOL_MAX_SIZE -u SYNCPOOL_DISABLE -u SYNCPOOL_STATS
@@ -14,7 +15,8 @@ bad() { echo "FAIL: $*" >&2; errs=$((errs + 1)); }
 
 # check NAME VALUE EXPECT_LINES(min max) -- runs both programs with NAME=VALUE
 check() {
-    local name=$1 value=$2 min=$3 max=$4 prog out rc n other
+    local name=$1 value=$2 min=$3 max=$4 prog out rc n other raw q
+    q=$(printf %q "$value")            # for the messages: control characters shown, not sent
     for prog in true python; do
         if [ $prog = true ]; then
             out=$("${clean[@]}" "$name=$value" LD_PRELOAD="$SP_LIB" /bin/true 2>"$WORK/err"); rc=$?
@@ -25,21 +27,23 @@ check() {
         fi
         n=$(grep -c '^syncpool:' "$WORK/err")
         other=$(grep -vc '^syncpool:' "$WORK/err")
-        [ $rc -eq 0 ] || bad "$name='$value' $prog: exit status $rc"
-        [ "$out" = "$want" ] || bad "$name='$value' $prog: stdout '$out', expected '$want'"
+        [ $rc -eq 0 ] || bad "$name=$q $prog: exit status $rc"
+        [ "$out" = "$want" ] || bad "$name=$q $prog: stdout '$out', expected '$want'"
         if [ "$n" -lt "$min" ] || [ "$n" -gt "$max" ]; then
-            bad "$name='$value' $prog: $n 'syncpool:' lines on stderr, expected $min..$max: $(head -c 600 "$WORK/err")"
+            bad "$name=$q $prog: $n 'syncpool:' lines on stderr, expected $min..$max: $(cat -v "$WORK/err" | head -c 600)"
         fi
         if [ "$n" -ge 1 ] && ! grep '^syncpool:' "$WORK/err" | grep -q "$name"; then
-            bad "$name='$value' $prog: the warning does not name $name: $(head -c 300 "$WORK/err")"
+            bad "$name=$q $prog: the warning does not name $name: $(cat -v "$WORK/err" | head -c 300)"
         fi
-        [ "$other" -eq 0 ] || bad "$name='$value' $prog: unexpected stderr lines: $(grep -v '^syncpool:' "$WORK/err" | head -5)"
+        [ "$other" -eq 0 ] || bad "$name=$q $prog: unexpected stderr lines: $(grep -v '^syncpool:' "$WORK/err" | head -5 | cat -v)"
+        raw=$(tr -d '\n' <"$WORK/err" | LC_ALL=C tr -d '[:print:]' | wc -c)
+        [ "$raw" -eq 0 ] || bad "$name=$q $prog: $raw raw control or non-ASCII bytes on stderr: $(cat -v "$WORK/err" | head -c 300)"
     done
 }
 
 for name in SYNCPOOL_ROTATE_MS SYNCPOOL_MAX_SIZE SYNCPOOL_DISABLE SYNCPOOL_STATS SYNCPOOL_CACHE_BYTES; do
     check "$name" "" 0 1
-    for value in "-5" "99999999999999999999999" "abc" "10xyz"; do
+    for value in "-5" "99999999999999999999999" "abc" "10xyz" $'\e[2J\e]0;x\a' $'1\n2' $'\xff7'; do
         check "$name" "$value" 1 1
     done
 done

@@ -5,9 +5,12 @@
 #    classes[] with size, gets, puts, hits_private, hits_shared, steals, hits_victim, misses,
 #    released, cached_bytes), all non-negative integers; rotate_ms == 100; rotations >= 1;
 #    class sizes increasing and <= 14336; per class gets == hits + misses; top-level
-#    cached_bytes == sum over classes; hits > 0.5 * gets over all classes.
+#    cached_bytes == sum over classes; hits > 0.5 * gets over all classes; the process is named:
+#    "pid" is python3's pid, "program" is "python3", "written_at_us" (microseconds since the
+#    epoch) lies between the run's start and end.
 #  - with SYNCPOOL_MAX_SIZE=1024: no gets or puts in classes above 1024.
-#  - SYNCPOOL_STATS=1: a table on stderr at exit, stdout unchanged.
+#  - SYNCPOOL_STATS=1: a table on stderr at exit, stdout unchanged; its first line ends with
+#    "pid=<python3's pid> program=python3".
 #  - an unwritable json:PATH does not break the program.
 . "$(dirname "$0")/common.sh" "$@"
 export PYTHONHASHSEED=0
@@ -16,7 +19,10 @@ clean=(env -u SYNCPOOL_ROTATE_MS -u SYNCPOOL_MAX_SIZE -u SYNCPOOL_DISABLE -u SYN
        -u SYNCPOOL_CACHE_BYTES)
 
 cat >"$WORK/work.py" <<'PY'
-import json, time
+import json, os, time
+if os.environ.get("SP_PID_FILE"):
+    with open(os.environ["SP_PID_FILE"], "w") as f:
+        f.write(str(os.getpid()))
 t0 = time.time()
 total = 0
 while time.time() - t0 < 0.6:
@@ -34,6 +40,7 @@ PY
 cat >"$WORK/check.py" <<'PY'
 import json, sys
 path, mode = sys.argv[1], sys.argv[2]
+who = sys.argv[3:]                   # main: pid, run start and end in microseconds
 try:
     with open(path) as f:
         st = json.load(f)
@@ -76,6 +83,12 @@ if mode == "main":
             " most misses: %s"
             % (hits, S("hits_private"), S("hits_shared"), S("steals"), S("hits_victim"), S("gets"),
                ", ".join("class %d: %d misses, %d released, %d gets" % (c["size"], c["misses"], c["released"], c["gets"]) for c in worst)))
+    pid, t0, t1 = int(who[0]), int(who[1]), int(who[2])
+    if st.get("pid") != pid: err("pid = %r, expected python3's %d" % (st.get("pid"), pid))
+    if st.get("program") != "python3": err("program = %r, expected 'python3'" % st.get("program"))
+    w = st.get("written_at_us")
+    if not isint(w) or not t0 <= w <= t1:
+        err("written_at_us = %r, not within the run (%d ... %d)" % (w, t0, t1))
     print("gets %d, hits %d (%.1f%%), misses %d, released %d, rotations %d"
           % (S("gets"), hits, 100.0 * hits / max(1, S("gets")), S("misses"), S("released"), st["rotations"]))
 elif mode == "max1024":
@@ -86,12 +99,14 @@ if errs: sys.exit("\n".join(errs))
 PY
 
 # 1. json:PATH
+t0=$(date +%s%6N)
 out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats.json" SYNCPOOL_ROTATE_MS=100 LD_PRELOAD="$SP_LIB" \
-      "$PYTHON" "$WORK/work.py" 2>"$WORK/err") || fail "python3 under SYNCPOOL_STATS=json: failed: $(head -c 500 "$WORK/err")"
+      SP_PID_FILE="$WORK/pid" "$PYTHON" "$WORK/work.py" 2>"$WORK/err") || fail "python3 under SYNCPOOL_STATS=json: failed: $(head -c 500 "$WORK/err")"
+t1=$(date +%s%6N)
 [ "$out" = "ok True" ] || fail "python3 printed '$out'"
 [ -s "$WORK/err" ] && fail "stderr not empty with SYNCPOOL_STATS=json:PATH: $(head -c 500 "$WORK/err")"
 [ -s "$WORK/stats.json" ] || fail "SYNCPOOL_STATS=json:$WORK/stats.json: no file written at exit"
-without "$PYTHON" "$WORK/check.py" "$WORK/stats.json" main || fail "stats JSON check failed (file: $(head -c 1500 "$WORK/stats.json"))"
+without "$PYTHON" "$WORK/check.py" "$WORK/stats.json" main "$(cat "$WORK/pid")" "$t0" "$t1" || fail "stats JSON check failed (file: $(head -c 1500 "$WORK/stats.json"))"
 
 # 2. SYNCPOOL_MAX_SIZE=1024
 out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats2.json" SYNCPOOL_MAX_SIZE=1024 LD_PRELOAD="$SP_LIB" \
@@ -100,14 +115,16 @@ out=$("${clean[@]}" SYNCPOOL_STATS="json:$WORK/stats2.json" SYNCPOOL_MAX_SIZE=10
 without "$PYTHON" "$WORK/check.py" "$WORK/stats2.json" max1024 || fail "stats JSON check (SYNCPOOL_MAX_SIZE=1024) failed"
 
 # 3. SYNCPOOL_STATS=1: a table on stderr
-out=$("${clean[@]}" SYNCPOOL_STATS=1 LD_PRELOAD="$SP_LIB" "$PYTHON" "$WORK/work.py" 2>"$WORK/err") \
-    || fail "python3 under SYNCPOOL_STATS=1 failed"
+out=$("${clean[@]}" SYNCPOOL_STATS=1 LD_PRELOAD="$SP_LIB" SP_PID_FILE="$WORK/pid" "$PYTHON" "$WORK/work.py" \
+      2>"$WORK/err") || fail "python3 under SYNCPOOL_STATS=1 failed"
 [ "$out" = "ok True" ] || fail "SYNCPOOL_STATS=1 changed stdout: '$out'"
 lines=$(wc -l <"$WORK/err")
 rows=$(grep -cE '^ *[0-9]+ +[0-9]+' "$WORK/err")
 [ "$lines" -ge 3 ] && [ "$rows" -ge 2 ] \
     || fail "SYNCPOOL_STATS=1: expected a per-class table on stderr, got $lines lines ($rows numeric rows): $(head -c 800 "$WORK/err")"
 grep -q '^syncpool:' "$WORK/err" && fail "SYNCPOOL_STATS=1 printed a warning: $(grep '^syncpool:' "$WORK/err")"
+grep -q "^syncpool stats: .* pid=$(cat "$WORK/pid") program=python3\$" "$WORK/err" \
+    || fail "SYNCPOOL_STATS=1: the table does not name python3 (pid $(cat "$WORK/pid")): $(head -1 "$WORK/err")"
 # even a program that never allocates itself gets the table
 out=$("${clean[@]}" SYNCPOOL_STATS=1 LD_PRELOAD="$SP_LIB" /bin/true 2>"$WORK/err2") || fail "/bin/true with SYNCPOOL_STATS=1 failed"
 [ -s "$WORK/err2" ] || fail "SYNCPOOL_STATS=1: /bin/true printed no table"
