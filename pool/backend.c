@@ -335,7 +335,7 @@ static void be_zone_set_decay(unsigned ind)
 
 bool be_take_over_purging(long period_ms)
 {
-    const char *user = getenv("MALLOC_CONF");
+    const char *user = secure_getenv("MALLOC_CONF");   /* as jemalloc reads it */
     if (user && strstr(user, "decay_ms")) return false;
     be_purging_ours = true;
     /* jemalloc's decay purges a freed extent at once when it was dirtied within the current decay

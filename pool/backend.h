@@ -235,6 +235,7 @@ static inline bool be_zone_lookup(const void *p, unsigned *cls)
     return false;
 }
 static inline bool be_in_zone(const void *p) { (void)p; return false; }
+static inline bool be_zone_mark(const void *p, unsigned c) { (void)p; (void)c; return false; }
 static inline bool be_zone_init(void) { return false; }
 #define BE_ZF_BOUND 0x80
 static inline int be_zone_bind(void) { return 0; }

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "nested.h"
+#include "pass.h"
 
 /* sp_pblock_off's stacks: every top at sp_off_stack[1].slot[0], which is 64-aligned (full) and has
  * NULL below it (empty). */
@@ -418,16 +420,58 @@ void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags)
     int zf = t->zone_flags;
     if (SP_UNLIKELY(zf == 0)) zf = sp_zone_flags_first(t);
     void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], flags, zf);
-    if (SP_UNLIKELY(x == NULL)) return sp_pool_alloc_class_after_oom(t, cls, flags);
+    if (SP_UNLIKELY(x == NULL)) x = sp_pool_alloc_class_after_oom(t, cls, flags);
+    /* The backend call was inside the section: a signal handler interrupting it is nested. */
+    sp_rcu_exit(&t->rcu);
+    sp_pool_drain_deferred(t);
     return x;
 }
 
 __attribute__((noinline)) void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
 {
     void *x = sp_get_more(t, cls);
-    sp_rcu_exit(&t->rcu);
-    if (x) return x;
+    if (x) {
+        sp_rcu_exit(&t->rcu);
+        return x;
+    }
     return sp_pool_alloc_class(t, cls, 0);   /* a miss */
+}
+
+/* ---- a signal handler inside the allocator (pool.h, sp_get_nested) ------------------------- */
+
+void *sp_get_nested(size_t cls)
+{
+    return sp_nested_alloc(sp_class_size[cls], 0);
+}
+
+bool sp_put_nested(struct sp_thread *t, void *x)
+{
+    if (sp_nested_owns(x)) {              /* the region is lock-free: give it back now */
+        sp_nested_free(x);
+        return true;
+    }
+    void *old = atomic_load_explicit(&t->deferred, memory_order_relaxed);
+    do {
+        *(void **)x = old;
+    } while (!atomic_compare_exchange_weak_explicit(&t->deferred, &old, x, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+void sp_pool_drain_deferred_slow(struct sp_thread *t)
+{
+    /* Taken whole: a handler that interrupts the loop below pushes onto a fresh list. */
+    void *x = atomic_exchange_explicit(&t->deferred, NULL, memory_order_relaxed);
+    while (x) {
+        void *next = *(void **)x;
+        unsigned c;
+        if (be_zone_lookup(x, &c)) {
+            if (!sp_pool_put(c, x)) sp_pool_free_unpooled(c, x);
+        } else {
+            sp_pool_pass_free(x);
+        }
+        x = next;
+    }
 }
 
 void *sp_get_shared_or_alloc(struct sp_thread *t, size_t cls)
@@ -497,8 +541,16 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x)
 __attribute__((noinline)) bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x)
 {
     bool ok = sp_put_more(t, cls, x);
+    if (!ok) be_free_class(x, sp_class_size[cls], t->zone_flags);   /* inside the section */
     sp_rcu_exit(&t->rcu);
-    if (!ok) be_free_class(x, sp_class_size[cls], t->zone_flags);
+    sp_pool_drain_deferred(t);
+    return true;
+}
+
+bool sp_put_refused_free(struct sp_thread *t, size_t cls, void *x)
+{
+    be_free_class(x, sp_class_size[cls], t->zone_flags);   /* inside the section */
+    sp_rcu_exit(&t->rcu);
     return true;
 }
 

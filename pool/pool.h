@@ -167,6 +167,10 @@ struct sp_thread {
     /* The backend's zone flags for this thread (backend.h), set on its first miss as a thread
      * with a P (0: not yet, or no zone).  Once bound, for the thread's life, forks included. */
     int zone_flags;
+    /* Objects a signal handler freed while this thread was inside the allocator (sp_put_nested),
+     * linked through their first word; pushed with a CAS (a handler may interrupt a handler),
+     * taken whole with an exchange by sp_pool_drain_deferred. */
+    void *_Atomic deferred;
 };
 extern __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
 
@@ -186,10 +190,28 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
  * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
 void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
 /* A fresh backend object of class cls (a miss), through my P's zone flags (ACTIVE threads only:
- * they have a P); flags: BE_ZERO or 0.  NULL: no memory (errno ENOMEM). */
+ * they have a P); flags: BE_ZERO or 0.  Called inside a section, which it closes after the
+ * backend call.  NULL: no memory (errno ENOMEM). */
 void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags);
+/* After SP_PUT_REFUSED: x to the backend, then the section closed; always true. */
+bool sp_put_refused_free(struct sp_thread *t, size_t cls, void *x);
 bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always true */
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
+/* A Get or Put that found its thread inside a section already (sp_rcu_enter): a signal handler
+ * interrupted the allocator.  It uses neither the thread's pools nor the backend (nested.h).
+ * Get: a fresh object of the class's size (or NULL, errno ENOMEM), which the caller treats as
+ * a hit.  Put: x is freed later, by the thread outside the allocator (sp_pool_drain_deferred);
+ * returns true.  No section is opened or closed. */
+void *sp_get_nested(size_t cls);
+bool sp_put_nested(struct sp_thread *t, void *x);
+/* Frees what signal handlers put while the thread was inside the allocator.  Outside any
+ * section; cheap when there is nothing. */
+void sp_pool_drain_deferred_slow(struct sp_thread *t);
+static inline void sp_pool_drain_deferred(struct sp_thread *t)
+{
+    if (SP_UNLIKELY(atomic_load_explicit(&t->deferred, memory_order_relaxed) != NULL))
+        sp_pool_drain_deferred_slow(t);
+}
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
 
 /* The private-stack hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
@@ -198,7 +220,7 @@ typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
 static inline __attribute__((always_inline)) void *sp_pool_get_or(size_t cls, sp_get_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
-    sp_rcu_enter(&t->rcu);
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) return sp_get_nested(cls);
     struct sp_pblock *pb = atomic_load_explicit(&t->get_pb, memory_order_relaxed);
     void *x = sp_priv_pop(pb, cls);
     if (SP_LIKELY(x != NULL)) {
@@ -221,7 +243,7 @@ static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, voi
                                                                   sp_put_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
-    sp_rcu_enter(&t->rcu);
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) return sp_put_nested(t, x);
     struct sp_pblock *pb = atomic_load_explicit(&t->put_pb, memory_order_relaxed);
     if (SP_LIKELY(sp_priv_push(pb, cls, x))) {
         sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);

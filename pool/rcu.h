@@ -16,7 +16,8 @@
  *         registry lock is released between looks, so a reader stopped inside a section holds
  *         up this grace period only, not the registration of other threads or fork.
  *    After it returns, no reader holds a pointer it loaded before step 1.
- *  - Sections never nest and never wait for anything the writer holds.  A reader must not
+ *  - Sections never nest (but see sp_rcu_enter for a signal handler's) and never wait for
+ *    anything the writer holds.  A reader must not
  *    enter a section after sp_rcu_unregister.
  *
  * Without sys_membarrier (old kernel, seccomp) step 1 falls back to changing the protection of
@@ -36,15 +37,22 @@ struct sp_rcu_reader {
     bool registered;
 };
 
+/* sp_rcu_enter returns false when it opened a section, and true, opening nothing, when the thread
+ * was inside one already: only a signal handler that interrupted the section and calls the
+ * allocator can get there, since sections never nest otherwise.  Such a caller must not use
+ * what the interrupted section may be changing (nested.h), must not call sp_rcu_exit, and leaves
+ * seq odd: the writer keeps waiting for the interrupted section, which the handler's own calls
+ * can neither end nor make look ended.  Entering sets bit 0 (odd = inside) and leaving adds 1
+ * (even again, and the count of sections above it moves on). */
 #if defined(__SANITIZE_THREAD__)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 extern char sp_rcu_tsan_clock;
 /* ThreadSanitizer cannot see sys_membarrier: atomics it models, and an explicit release from
  * every section to the writer's acquire after its wait. */
-static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 {
-    __atomic_fetch_add(&r->seq, 1, __ATOMIC_SEQ_CST);
+    return __atomic_fetch_or(&r->seq, 1, __ATOMIC_SEQ_CST) & 1;
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
@@ -52,25 +60,31 @@ static inline void sp_rcu_exit(struct sp_rcu_reader *r)
     __atomic_fetch_add(&r->seq, 1, __ATOMIC_RELEASE);
 }
 #elif defined(__x86_64__)
-/* One `addq` on the owner's own counter.  It is not a locked instruction: only the owner writes
- * seq, and the writer's 8-byte loads of it cannot tear.  The "memory" clobber keeps the
- * compiler from moving the section's loads and stores across it; the CPU keeps stores in order
- * and does not move a store before an earlier load (x86-TSO), so when the writer sees seq
- * change, everything the section did is visible.  The store-then-load order on entry, the one
- * TSO does not give, is what sp_rcu_barrier supplies. */
-static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+/* One `btsq` on the owner's own counter (its carry flag: bit 0 was set already), one `addq` to
+ * leave.  Neither is a locked instruction: only the owner writes seq (a signal handler runs on
+ * the owner's thread, between its instructions), and the writer's 8-byte loads of it cannot
+ * tear.  The "memory" clobber keeps the compiler from moving the section's loads and stores
+ * across them; the CPU keeps stores in order and does not move a store before an earlier load
+ * (x86-TSO), so when the writer sees seq change, everything the section did is visible.  The
+ * store-then-load order on entry, the one TSO does not give, is what sp_rcu_barrier supplies. */
+static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 {
-    __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
+    bool inside;
+    __asm__ __volatile__("btsq $0, %0" : "+m"(r->seq), "=@ccc"(inside) : : "memory");
+    return inside;
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
     __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
 }
 #else
-static inline void sp_rcu_enter(struct sp_rcu_reader *r)
+static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 {
-    __atomic_store_n(&r->seq, __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    uint64_t s = __atomic_load_n(&r->seq, __ATOMIC_RELAXED);
+    if (s & 1) return true;
+    __atomic_store_n(&r->seq, s + 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return false;
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {

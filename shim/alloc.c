@@ -11,63 +11,22 @@
 #include <string.h>
 
 #include "backend.h"
+#include "pass.h"
 #include "pool.h"
 #include "shim.h"
-
-/* ---- backend paths (errno as glibc sets it) ---------------------------------------------- */
-
-/* An object from a backend path other than the pools' (backend.h, "Why the map is exact"): a
- * thread bound to the zone asks its previous arena, but its jemalloc cache may still hand out a
- * zone object for a request of a pooled class's size (calloc(0) on an exiting thread, say), which
- * then gets its class in the map like any zone object. */
-static inline void *sp_mark_zone(void *p)
-{
-    if (SP_UNLIKELY(be_in_zone(p))) {
-        size_t u = be_usable(p);
-        if (u <= sp_max_size) be_zone_mark(p, (unsigned)sp_size_class(u));
-    }
-    return p;
-}
-
-void *sp_backend_alloc(size_t n, int flags)
-{
-    /* zone_flags 0: the thread never used the zone, and its cache holds no zone object. */
-    int zf = sp_self.zone_flags;
-    if (SP_UNLIKELY(zf != 0)) flags |= be_home_flags(zf);   /* not a pooled class: not the zone */
-    void *p = be_alloc(n ? n : 1, flags);   /* size 0 is undefined for mallocx */
-    if (SP_UNLIKELY(!p) && !(p = be_alloc_after_oom(n ? n : 1, flags))) errno = ENOMEM;
-    return SP_UNLIKELY(zf != 0) ? sp_mark_zone(p) : p;
-}
-
-static SP_NOINLINE void sp_backend_free(void *p, size_t size)
-{
-    be_free_keep_errno(p, size);
-}
-
-/* A fresh object of exactly class c for a thread that does not use the pools (no P, so no cache
- * of its own: the zone's shared flags). */
-static SP_NOINLINE void *sp_alloc_class_unpooled(size_t c, int flags)
-{
-    /* A thread bound to the zone keeps its flags (it may be exiting); others: no cache. */
-    int zf = sp_self.zone_flags & BE_ZF_BOUND ? sp_self.zone_flags : be_zone_flags_shared();
-    void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags, zf);
-    if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags, zf)))
-        errno = ENOMEM;
-    return p;
-}
 
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
 /* Everything after a missed private stack, inside the read-side section the fast path opened. */
-/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the zone.
+/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the backend.
  * (A request that maps to class c is served by c's size.  Before start-up sp_max_size is 0:
  * only malloc(0) gets here, with no classes yet.) */
 static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
 {
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_malloc(sp_class_size[c]);
-    if (!sp_max_size) return sp_backend_alloc(1, 0);
-    return sp_alloc_class_unpooled(c, 0);
+    if (!sp_max_size) return sp_pool_pass_alloc(1, 0, false);
+    return sp_pool_alloc_unpooled(c, false);
 }
 
 /* The second step: whether my own shared chain can refill my private stack is decided inline;
@@ -77,17 +36,14 @@ static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_malloc_unpooled(t, c);
     if (SP_LIKELY(sp_pool_has_shared(t, c))) return sp_get_shared_or_alloc(t, c);
-    if (sp_pool_miss_now(t, c)) {
-        sp_rcu_exit(&t->rcu);
-        return sp_pool_alloc_class(t, c, 0);
-    }
+    if (sp_pool_miss_now(t, c)) return sp_pool_alloc_class(t, c, 0);   /* closes the section */
     return sp_get_rest_or_alloc(t, c);
 }
 
 void *sp_malloc(size_t n)
 {
     if (SP_LIKELY(n <= sp_max_size)) return sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
-    return sp_backend_alloc(n, 0);
+    return sp_pool_pass_alloc(n, 0, false);
 }
 
 static bool sp_free_rest(struct sp_thread *t, size_t c, void *p);
@@ -96,16 +52,7 @@ static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
     sp_rcu_exit(&t->rcu);
     if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
-    be_free_class(p, sp_class_size[c], 0);   /* zone objects bypass jemalloc's thread cache */
-    return true;
-}
-
-/* Over the cap (sp_pool_put_shared counted it): p back to the backend.  Out of line, so that
- * sp_free_rest stays free of register saves. */
-static SP_NOINLINE bool sp_free_refused(struct sp_thread *t, size_t c, void *p)
-{
-    sp_rcu_exit(&t->rcu);
-    be_free_class(p, sp_class_size[c], t->zone_flags);
+    sp_pool_free_unpooled(c, p);
     return true;
 }
 
@@ -119,25 +66,8 @@ static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
         return true;
     }
     if (r == SP_PUT_SPILL) return sp_put_spill_or_free(t, c, p);
-    if (r == SP_PUT_REFUSED) return sp_free_refused(t, c, p);
+    if (r == SP_PUT_REFUSED) return sp_put_refused_free(t, c, p);   /* over the cap */
     return sp_put_rest_or_free(t, c, p);
-}
-
-/* A pointer outside the zone (or NULL): large, over-aligned, a pooled-size object from outside
- * the zone, or every pointer when there is no zone. */
-static SP_NOINLINE void sp_free_other(void *p)
-{
-    if (p == NULL) return;
-    if (!sp_max_size) {                            /* pools off (or not yet on) */
-        sp_backend_free(p, 0);
-        return;
-    }
-    size_t size = be_usable(p);
-    if (size <= sp_max_size) {                     /* exactly a class's size: pool it */
-        (void)sp_pool_put_or(sp_size_class(size), p, sp_free_rest);
-        return;
-    }
-    sp_backend_free(p, size);
 }
 
 void sp_free(void *p)
@@ -147,7 +77,9 @@ void sp_free(void *p)
         (void)sp_pool_put_or(c, p, sp_free_rest);
         return;
     }
-    sp_free_other(p);
+    /* Outside the zone (or NULL): large, over-aligned, a pooled-size object from outside the
+     * zone, a block of the nested region, or every pointer when there is no zone. */
+    sp_pool_pass_free(p);
 }
 
 /* C++ sized delete: the zone says the class as it does for free (the size is not needed). */
@@ -166,22 +98,11 @@ static void *sp_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (SP_LIKELY(n <= sp_max_size) &&
-        (SP_LIKELY(sp_self.state == SP_T_ACTIVE) || sp_thread_setup())) {
-        size_t c = sp_size_class(n);
-        void *p = sp_pool_get(c);
-        if (SP_LIKELY(p != NULL)) return memset(p, 0, n);   /* pooled objects are dirty */
-        return sp_pool_alloc_class(&sp_self, c, BE_ZERO);
+    if (SP_LIKELY(n <= sp_max_size)) {
+        void *p = sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
+        return SP_LIKELY(p != NULL) ? memset(p, 0, n) : NULL;   /* pooled objects are dirty */
     }
-    if (n <= sp_max_size && n) return sp_alloc_class_unpooled(sp_size_class(n), BE_ZERO);
-    return sp_backend_alloc(n, BE_ZERO);
-}
-
-/* Usable size of a live object: its class's size inside the zone, else jemalloc's. */
-static size_t sp_size_of(void *p)
-{
-    unsigned c;
-    return be_zone_lookup(p, &c) ? sp_class_size[c] : be_usable(p);
+    return sp_pool_pass_alloc(n, 0, true);
 }
 
 static void *sp_realloc(void *p, size_t n)
@@ -191,10 +112,11 @@ static void *sp_realloc(void *p, size_t n)
         sp_free(p);
         return NULL;
     }
-    size_t old = sp_size_of(p);
+    size_t old = sp_pool_usable(p);
     bool old_pooled = old <= sp_max_size;
-    /* Same class: nothing to do. */
-    if (old_pooled && n <= sp_max_size && sp_size_class(n) == sp_size_class(old)) return p;
+    /* Same class, and it fits (a block of the nested region has a size of its own): nothing to
+     * do. */
+    if (old_pooled && n <= old && sp_size_class(n) == sp_size_class(old)) return p;
     /* Into or out of the pooled sizes: move it ourselves, so the new object comes from the pool
      * (or the zone) and the old one goes back to its pool (jemalloc's rallocx would resize a
      * zone object in place, behind the back of the zone's page map). */
@@ -205,11 +127,7 @@ static void *sp_realloc(void *p, size_t n)
         sp_free(p);
         return q;
     }
-    int flags = be_home_flags(sp_self.zone_flags);   /* large: never from the zone */
-    void *q = be_realloc(p, n, flags);
-    if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, flags)))
-        errno = ENOMEM;                           /* p stays valid */
-    return q;
+    return sp_pool_pass_realloc(p, n);
 }
 
 static void *sp_reallocarray(void *p, size_t count, size_t size)
@@ -224,7 +142,7 @@ static void *sp_reallocarray(void *p, size_t count, size_t size)
 
 static size_t sp_usable_size(void *p)
 {
-    return p ? sp_size_of(p) : 0;
+    return p ? sp_pool_usable(p) : 0;
 }
 
 /* ---- exported names ------------------------------------------------------------------------ */

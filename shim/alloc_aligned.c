@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "pass.h"
 #include "shim.h"
 #include "sizeclass.h"
 
@@ -23,7 +24,7 @@ void *sp_memalign(size_t align, size_t n)
         if (u != 0 && u <= sp_max_size) return sp_malloc(u);
     }
     /* The class jemalloc would use is not a pooled one. */
-    return sp_backend_alloc(n, BE_ALIGN(align));
+    return sp_pool_pass_alloc(n, align, false);
 }
 
 static int sp_posix_memalign(void **out, size_t align, size_t n)

@@ -47,6 +47,7 @@ static void sp_thread_exit(void *arg)
     bool user = t->proc != NULL;       /* attached: counted by sp_rotator_user_add */
     t->state = SP_T_OFF;
     sp_thread_detach(t);
+    sp_pool_drain_deferred(t);         /* what its signal handlers freed inside the allocator */
     if (user) sp_rotator_user_drop();
 }
 

@@ -18,9 +18,6 @@ void *sp_malloc(size_t n);
 void sp_free(void *p);
 void sp_free_sized(void *p, size_t n);
 void *sp_memalign(size_t align, size_t n);   /* align: a power of two */
-/* A request that no pool serves, straight to the backend (flags: backend.h's BE_*), errno
- * ENOMEM on failure. */
-void *sp_backend_alloc(size_t n, int flags);
 
 /* Thread set-up (init.c): NEW -> ACTIVE if the pools are on and a P is free.  Returns true if
  * the thread is now ACTIVE. */

@@ -1,0 +1,142 @@
+/* pass.c — the backend's pass-through: requests that no pool serves (large, over-aligned, from
+ * a thread without a P) and frees of pointers outside the zone, for the shim.
+ *
+ * Each runs inside a read-side section although it reads no pool: a section is also how a
+ * thread says "I am inside the allocator" (sp_rcu_enter), and a signal handler that interrupts
+ * the backend here (its thread cache half updated, or one of its locks held) must not call it
+ * again.  Such a nested call is served by nested.h's region, and a nested free is deferred to
+ * the thread (sp_put_nested).  A section around a backend call may page-fault or mmap; that
+ * only lengthens a grace period (rcu.c backs off). */
+#include <errno.h>
+#include <string.h>
+
+#include "backend.h"
+#include "nested.h"
+#include "pass.h"
+#include "pool.h"
+
+static void *sp_nested_alloc_zeroed(size_t n, size_t align, bool zero)
+{
+    void *p = sp_nested_alloc(n ? n : 1, align);
+    if (p && zero) memset(p, 0, n);
+    return p;
+}
+
+/* An object from a backend path other than the pools' (backend.h, "Why the map is exact"): a
+ * thread bound to the zone asks its previous arena, but its jemalloc cache may still hand out a
+ * zone object for a request of a pooled class's size (calloc(0) on an exiting thread, say), which
+ * then gets its class in the map like any zone object. */
+static inline void *sp_mark_zone(void *p)
+{
+    if (SP_UNLIKELY(be_in_zone(p))) {
+        size_t u = be_usable(p);
+        if (u <= sp_max_size) be_zone_mark(p, (unsigned)sp_size_class(u));
+    }
+    return p;
+}
+
+void *sp_pool_pass_alloc(size_t n, size_t align, bool zero)
+{
+    struct sp_thread *t = &sp_self;
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) return sp_nested_alloc_zeroed(n, align, zero);
+    int flags = (align ? BE_ALIGN(align) : 0) | (zero ? BE_ZERO : 0);
+    /* zone_flags 0: the thread never used the zone, and its cache holds no zone object. */
+    int zf = t->zone_flags;
+    if (SP_UNLIKELY(zf != 0)) flags |= be_home_flags(zf);   /* not a pooled class: not the zone */
+    void *p = be_alloc(n ? n : 1, flags);   /* size 0 is undefined for mallocx */
+    if (SP_UNLIKELY(!p) && !(p = be_alloc_after_oom(n ? n : 1, flags))) errno = ENOMEM;
+    if (SP_UNLIKELY(zf != 0)) p = sp_mark_zone(p);
+    sp_rcu_exit(&t->rcu);
+    return p;
+}
+
+void *sp_pool_alloc_unpooled(size_t c, bool zero)
+{
+    struct sp_thread *t = &sp_self;
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu)))
+        return sp_nested_alloc_zeroed(sp_class_size[c], 0, zero);
+    /* A thread bound to the zone keeps its flags (it may be exiting); others: no cache. */
+    int zf = t->zone_flags & BE_ZF_BOUND ? t->zone_flags : be_zone_flags_shared();
+    int flags = zero ? BE_ZERO : 0;
+    void *p = be_alloc_class((unsigned)c, sp_class_size[c], flags, zf);
+    if (SP_UNLIKELY(!p) && !(p = be_alloc_class_after_oom((unsigned)c, sp_class_size[c], flags, zf)))
+        errno = ENOMEM;
+    sp_rcu_exit(&t->rcu);
+    return p;
+}
+
+void sp_pool_free_unpooled(size_t c, void *p)
+{
+    struct sp_thread *t = &sp_self;
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) {
+        sp_put_nested(t, p);
+        return;
+    }
+    be_free_class(p, sp_class_size[c], 0);   /* zone objects bypass jemalloc's thread cache */
+    sp_rcu_exit(&t->rcu);
+}
+
+void sp_pool_pass_free(void *p)
+{
+    if (p == NULL) return;
+    struct sp_thread *t = &sp_self;
+    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) {
+        sp_put_nested(t, p);
+        return;
+    }
+    if (SP_UNLIKELY(sp_nested_owns(p))) {
+        sp_nested_free(p);
+        sp_rcu_exit(&t->rcu);
+        return;
+    }
+    if (!sp_max_size) {                            /* pools off (or not yet on) */
+        be_free_keep_errno(p, 0);
+        sp_rcu_exit(&t->rcu);
+        return;
+    }
+    size_t size = be_usable(p);
+    if (size <= sp_max_size) {                     /* exactly a class's size: pool it */
+        sp_rcu_exit(&t->rcu);
+        size_t c = sp_size_class(size);
+        if (!sp_pool_put(c, p)) sp_pool_free_unpooled(c, p);
+        return;
+    }
+    be_free_keep_errno(p, size);
+    sp_rcu_exit(&t->rcu);
+}
+
+size_t sp_pool_usable(const void *p)
+{
+    unsigned c;
+    if (be_zone_lookup(p, &c)) return sp_class_size[c];
+    if (sp_nested_owns(p)) return sp_nested_size(p);
+    struct sp_thread *t = &sp_self;
+    /* Nested: the backend's size lookup only reads (its per-thread lookup cache aside). */
+    bool nested = sp_rcu_enter(&t->rcu);
+    size_t n = be_usable(p);
+    if (!nested) sp_rcu_exit(&t->rcu);
+    return n;
+}
+
+void *sp_pool_pass_realloc(void *p, size_t n)
+{
+    struct sp_thread *t = &sp_self;
+    bool nested = sp_rcu_enter(&t->rcu);
+    if (SP_LIKELY(!nested && !sp_nested_owns(p))) {
+        int flags = be_home_flags(t->zone_flags);  /* large: never from the zone */
+        void *q = be_realloc(p, n, flags);
+        if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, flags)))
+            errno = ENOMEM;                        /* p stays valid */
+        sp_rcu_exit(&t->rcu);
+        return q;
+    }
+    if (!nested) sp_rcu_exit(&t->rcu);
+    /* Moved: a nested call takes its new block from the region too; a block of the region (from
+     * an earlier nested call) moves to the backend. */
+    void *q = nested ? sp_nested_alloc(n ? n : 1, 0) : sp_pool_pass_alloc(n, 0, false);
+    if (!q) return NULL;                           /* errno ENOMEM; p stays valid */
+    size_t old = sp_pool_usable(p);
+    memcpy(q, p, old < n ? old : n);
+    sp_pool_pass_free(p);
+    return q;
+}
