@@ -1,10 +1,11 @@
-/* rcu.h — read-side critical sections for the pools: one instruction to enter, one to leave.
+/* rcu.h — read-side critical sections for the pools: one instruction to enter (and a test of its
+ * flag), one to leave.
  *
  * The protocol is liburcu's membarrier flavour reduced to what syncpool needs (design.md,
  * "Read side"; it replaced urcu-bp, whose read side cost 23 instructions per section):
  *
- *  - Each reader owns a counter `seq`, odd while it is inside a section.  Entering and leaving
- *    are plain increments of it by its owner: no fence, no locked instruction.
+ *  - Each reader owns a counter `seq`, odd while it is inside a section.  Entering sets bit 0
+ *    and leaving adds 1, both plain instructions of its owner: no fence, no locked instruction.
  *  - The writer (cleanup/'s rotation, and the tests) publishes new pointers, then calls
  *    sp_rcu_synchronize():
  *      1. sp_rcu_barrier(): sys_membarrier(PRIVATE_EXPEDITED) makes every running thread of the
@@ -17,8 +18,7 @@
  *         up this grace period only, not the registration of other threads or fork.
  *    After it returns, no reader holds a pointer it loaded before step 1.
  *  - Sections never nest (but see sp_rcu_enter for a signal handler's) and never wait for
- *    anything the writer holds.  A reader must not
- *    enter a section after sp_rcu_unregister.
+ *    anything the writer holds.  A reader must not enter a section after sp_rcu_unregister.
  *
  * Without sys_membarrier (old kernel, seccomp) step 1 falls back to changing the protection of
  * a dirty page, which makes the kernel interrupt every CPU running the process to flush its
