@@ -1,11 +1,12 @@
-/* rcu.h — read-side critical sections for the pools: one instruction to enter (and a test of its
- * flag), one to leave.
+/* rcu.h — read-side critical sections for the pools: a test and an add to enter, an add to
+ * leave.
  *
  * The protocol is liburcu's membarrier flavour reduced to what syncpool needs (design.md,
  * "Read side"; it replaced urcu-bp, whose read side cost 23 instructions per section):
  *
- *  - Each reader owns a counter `seq`, odd while it is inside a section.  Entering sets bit 0
- *    and leaving adds 1, both plain instructions of its owner: no fence, no locked instruction.
+ *  - Each reader owns a counter `seq`, odd while it is inside a section.  Entering tests bit 0
+ *    and adds 1, leaving adds 1, all plain instructions of its owner: no fence, no locked
+ *    instruction.
  *  - The writer (cleanup/'s rotation, and the tests) publishes new pointers, then calls
  *    sp_rcu_synchronize():
  *      1. sp_rcu_barrier(): sys_membarrier(PRIVATE_EXPEDITED) makes every running thread of the
@@ -42,8 +43,7 @@ struct sp_rcu_reader {
  * allocator can get there, since sections never nest otherwise.  Such a caller must not use
  * what the interrupted section may be changing (nested.h), must not call sp_rcu_exit, and leaves
  * seq odd: the writer keeps waiting for the interrupted section, which the handler's own calls
- * can neither end nor make look ended.  Entering sets bit 0 (odd = inside) and leaving adds 1
- * (even again, and the count of sections above it moves on). */
+ * can neither end nor make look ended. */
 #if defined(__SANITIZE_THREAD__)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
@@ -60,18 +60,23 @@ static inline void sp_rcu_exit(struct sp_rcu_reader *r)
     __atomic_fetch_add(&r->seq, 1, __ATOMIC_RELEASE);
 }
 #elif defined(__x86_64__)
-/* One `btsq` on the owner's own counter (its carry flag: bit 0 was set already), one `addq` to
- * leave.  Neither is a locked instruction: only the owner writes seq (a signal handler runs on
- * the owner's thread, between its instructions), and the writer's 8-byte loads of it cannot
- * tear.  The "memory" clobber keeps the compiler from moving the section's loads and stores
- * across them; the CPU keeps stores in order and does not move a store before an earlier load
- * (x86-TSO), so when the writer sees seq change, everything the section did is visible.  The
- * store-then-load order on entry, the one TSO does not give, is what sp_rcu_barrier supplies. */
+/* A test of bit 0 and one `addq` on the owner's own counter to enter, one `addq` to leave.  None
+ * is a locked instruction: only the owner writes seq (a signal handler runs on the owner's
+ * thread, between its instructions: one that lands between the test and the add runs whole
+ * sections of its own, which leave seq even again), and the writer's 8-byte loads of it cannot
+ * tear.  (`btsq $0` would test and set in one instruction, but it made a malloc+free pair 2.4
+ * times slower on the AMD EPYC these machines have: docs/performance.md.)  The "memory" clobber
+ * keeps the compiler from moving the section's loads and stores across them; the CPU keeps
+ * stores in order and does not move a store before an earlier load (x86-TSO), so when the writer
+ * sees seq change, everything the section did is visible.  The store-then-load order on entry,
+ * the one TSO does not give, is what sp_rcu_barrier supplies. */
 static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 {
     bool inside;
-    __asm__ __volatile__("btsq $0, %0" : "+m"(r->seq), "=@ccc"(inside) : : "memory");
-    return inside;
+    __asm__ __volatile__("testb $1, %1" : "=@ccnz"(inside) : "m"(r->seq) : "memory");
+    if (__builtin_expect(inside, 0)) return true;
+    __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
+    return false;
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
