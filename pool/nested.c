@@ -6,7 +6,9 @@
 #include <sys/mman.h>
 
 _Atomic uintptr_t sp_nested_base;
-static _Atomic uintptr_t sp_nested_bump;    /* offset of the next uncarved byte */
+/* Offset of the next uncarved byte; it starts at 16, so that offset 0, the lists' "empty", is
+ * never a block's (set before any thread can see the region, unlike a store after mapping). */
+static _Atomic uintptr_t sp_nested_bump = 16;
 
 /* Lists of 16 << k bytes (header included), k = 0 .. SP_NESTED_LISTS - 1: 16 B .. 64 KiB. */
 #define SP_NESTED_LISTS 13
@@ -20,7 +22,7 @@ struct sp_nested_hdr {              /* the 16 bytes below the caller's pointer *
 };
 
 /* A free list's head: the block's offset in the region / 16 (low 32 bits, 0 = empty: offset 0
- * is never a free block's, see sp_nested_map) and a tag (high 32 bits) that every successful
+ * is never a block's, see sp_nested_bump) and a tag (high 32 bits) that every successful
  * push and pop changes, so that a pop whose CAS saw the same head twice (the block popped and
  * pushed back meanwhile, the ABA problem) cannot succeed with a stale `next`. */
 static _Atomic uint64_t sp_nested_free_list[SP_NESTED_LISTS];
@@ -39,7 +41,6 @@ static uintptr_t sp_nested_map(void)
         munmap(p, SP_NESTED_BYTES);
         return expect;
     }
-    atomic_store_explicit(&sp_nested_bump, 16, memory_order_relaxed);   /* offset 0: "empty" */
     return (uintptr_t)p;
 }
 
