@@ -103,13 +103,32 @@ static void sp_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* s for a terminal: printable ASCII as it is, every other byte as \xHH. */
-static void sp_text_escaped(FILE *f, const char *s)
+bool sp_escape(char *buf, size_t cap, const char *s, size_t max)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\') fputc(*p, f);
-        else fprintf(f, "\\x%02x", *p);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i = 0;
+    if (cap == 0) return *s != 0;
+    for (; s[i] && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[4];
+        size_t k = 0;
+        if (c == '"' || c == '\\') {
+            e[k++] = '\\';
+            e[k++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            e[k++] = (char)c;
+        } else {
+            e[k++] = '\\';
+            e[k++] = 'x';
+            e[k++] = hex[c >> 4];
+            e[k++] = hex[c & 15];
+        }
+        if (o + k >= cap) break;
+        memcpy(buf + o, e, k);
+        o += k;
     }
+    buf[o] = 0;
+    return s[i] != 0;
 }
 
 int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
@@ -152,8 +171,9 @@ int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
     fprintf(f, "syncpool stats: rotate_ms=%ld rotations=%llu", rotate_ms,
             (unsigned long long)rotations);
     if (origin) {
-        fprintf(f, " pid=%ld program=", origin->pid);
-        sp_text_escaped(f, origin->program);
+        char name[4 * 64 + 1];
+        bool cut = sp_escape(name, sizeof name, origin->program, 64);
+        fprintf(f, " pid=%ld program=%s%s", origin->pid, name, cut ? "..." : "");
     }
     fputc('\n', f);
     fprintf(f, "%6s %12s %12s %8s %8s %8s %8s %8s %12s %12s\n", "size", "gets", "puts",

@@ -3,6 +3,8 @@
 #ifndef SYNCPOOL_STATS_H
 #define SYNCPOOL_STATS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -31,5 +33,12 @@ int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
 /* The table; its first line ends with pid=N program=NAME when there is an origin. */
 int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
                          const struct sp_stats_origin *origin);
+
+/* Copies at most max bytes of s into buf (cap bytes, always NUL-terminated, cap > 0 for any
+ * output), printable ASCII as it is and everything else as \xHH, with '"' and '\' escaped by a
+ * backslash: for text that comes from outside (the environment, a program's name) on its way
+ * to a terminal (env.c's warnings, stats_file.c's, the table's first line).  Returns true if s
+ * was cut short. */
+bool sp_escape(char *buf, size_t cap, const char *s, size_t max);
 
 #endif

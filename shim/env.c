@@ -18,34 +18,7 @@
 #include <unistd.h>
 
 #include "shim.h"
-
-bool sp_escape(char *buf, size_t cap, const char *s, size_t max)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i = 0;
-    if (cap == 0) return *s != 0;
-    for (; s[i] && i < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[4];
-        size_t k = 0;
-        if (c == '"' || c == '\\') {
-            e[k++] = '\\';
-            e[k++] = (char)c;
-        } else if (c >= 0x20 && c < 0x7f) {
-            e[k++] = (char)c;
-        } else {
-            e[k++] = '\\';
-            e[k++] = 'x';
-            e[k++] = hex[c >> 4];
-            e[k++] = hex[c & 15];
-        }
-        if (o + k >= cap) break;
-        memcpy(buf + o, e, k);
-        o += k;
-    }
-    buf[o] = 0;
-    return s[i] != 0;
-}
+#include "stats.h"
 
 static void sp_warn(const char *name, const char *value, const char *expected, const char *dflt)
 {

@@ -38,12 +38,6 @@ struct sp_config {
 };
 void sp_config_from_env(struct sp_config *cfg);
 
-/* Copies at most max bytes of s into buf (cap bytes, always NUL-terminated, cap > 0 for any
- * output), printable ASCII as it is and everything else as \xHH, with '"' and '\' escaped by a
- * backslash: for warnings that quote the environment (env.c).  Returns true if s was cut
- * short. */
-bool sp_escape(char *buf, size_t cap, const char *s, size_t max);
-
 /* SYNCPOOL_STATS at exit (stats_file.c): the table on table_fd, or the JSON file. */
 void sp_stats_at_exit(const struct sp_config *cfg, int table_fd);
 /* syncpool_stats_json / syncpool_stats_print: the statistics now, naming this process. */
