@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "pool.h"
+#include "sp_assert.h"
 
 /* Three locks, so that nothing waits for a grace period but another rotation:
  *  - sp_rot_serial serialises rotations and is held across the grace period.  Only rotations
@@ -43,6 +44,7 @@ static bool sp_rot_quit;                /* the running thread must return */
 static bool sp_rot_final;               /* process exit: never start again */
 static int sp_rot_paused;               /* inside sp_rotator_pause/resume: do not start */
 static bool sp_rot_cond_ready;
+static bool sp_rot_set_up;              /* the running thread has bound its backend state */
 
 /* Generations ready to be published.  Rotation n publishes a spare and gets the generation that
  * aged out back as a spare, so after start-up (sp_spares_fill, from the constructor's thread) the
@@ -62,6 +64,7 @@ static struct sp_dequeue *sp_inflight_retired, *sp_orphan_retired;
 
 static void sp_spares_fill(void)
 {
+    sp_assert_held(&sp_rot_lock);
     while (sp_nspare < 2) {
         struct sp_gen *g = sp_gen_new();
         if (!g) break;
@@ -81,6 +84,7 @@ static void sp_cond_init(void)
 
 void sp_rotator_configure(long period_ms, bool purge)
 {
+    sp_assert(period_ms >= 0);
     sp_period_ms = period_ms;
     sp_purging = purge && period_ms > 0;
     pthread_mutex_lock(&sp_rot_lock);
@@ -97,6 +101,8 @@ uint64_t sp_rotations(void) { return atomic_load_explicit(&sp_rot_count, memory_
 static uint64_t sp_give_back(struct sp_gen *g, struct sp_dequeue *retired)
 {
     uint64_t n = 0;
+    sp_assert_held(&sp_rot_lock);
+    sp_assert(sp_nspare >= 0 && sp_nspare <= 2);
     if (g) {
         n = sp_gen_recycle(g);
         if (sp_nspare < 2)
@@ -110,8 +116,13 @@ static uint64_t sp_give_back(struct sp_gen *g, struct sp_dequeue *retired)
 
 uint64_t sp_rotate_once(void)
 {
+    /* A writer inside a section would wait for itself in sp_rcu_synchronize. */
+    sp_assert(!(sp_self.rcu.seq & 1));
     pthread_mutex_lock(&sp_rot_serial);
     pthread_mutex_lock(&sp_rot_lock);
+    sp_assert(sp_nspare >= 0 && sp_nspare <= 2);
+    /* Rotations are serialised: none is between publishing and giving back. */
+    sp_assert(sp_inflight_aged == NULL && sp_inflight_retired == NULL);
     struct sp_gen *fresh = sp_nspare ? sp_spare[--sp_nspare] : sp_gen_new();
     if (!fresh) {                         /* no memory: skip this rotation, keep what we have */
         pthread_mutex_unlock(&sp_rot_lock);
@@ -120,6 +131,8 @@ uint64_t sp_rotate_once(void)
     }
     /* Under sp_rot_lock, so that a fork sees the pools either before or after the publication. */
     struct sp_gen *aged = sp_pool_publish(fresh);
+    /* The old victim: neither generation that readers can now find. */
+    sp_assert(aged != fresh && aged != atomic_load_explicit(&sp_victim_gen, memory_order_relaxed));
     /* Rings retired up to now may still be held by readers that started before this point. */
     struct sp_dequeue *retired = sp_chain_retired_take();
     sp_inflight_aged = aged;
@@ -154,6 +167,8 @@ static long sp_now_ms(void)
 /* Under sp_rot_lock: the thread should go on running. */
 static bool sp_rot_wanted(void)
 {
+    sp_assert_held(&sp_rot_lock);
+    sp_assert(sp_rot_users >= 0);
     return !sp_rot_quit && !sp_rot_final && sp_rot_users > 0;
 }
 
@@ -162,6 +177,12 @@ static void *sp_rotator_main(void *arg)
     (void)arg;
     sp_self.state = SP_T_OFF;   /* this thread's own allocations go straight to the backend */
     be_thread_init();
+    /* Its starter waits for this: the backend's per-thread set-up must not run later, when the
+     * application may have exhausted its address space (jemalloc 5.3 then crashes). */
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_rot_set_up = true;
+    pthread_cond_broadcast(&sp_rot_cond);
+    pthread_mutex_unlock(&sp_rot_lock);
     /* Memory that rotation handed back to jemalloc leaves the process soon after: the zone's
      * decay runs every two periods (at least 200 ms apart, so a 1 ms rotation does not turn into
      * constant page faults), and the other arenas' dirty pages (large blocks) are purged every two
@@ -195,6 +216,7 @@ static void *sp_rotator_main(void *arg)
     /* Whoever starts the next thread, pauses or stops joins this one first.  If the application's
      * threads have all ended, this is the last thread of the process: returning ends the process
      * (glibc calls exit(0) here, which runs sp_rotator_stop on this thread: see there). */
+    sp_assert(sp_rot_state == SP_ROT_RUNNING);   /* nobody joins a running thread */
     sp_rot_state = SP_ROT_EXITED;
     pthread_mutex_unlock(&sp_rot_lock);
     return NULL;
@@ -207,6 +229,7 @@ static void *sp_rotator_main(void *arg)
  * handlers) is left alone: it does not exist here, or it is the parent's. */
 static bool sp_rot_join_locked_life(bool *joined)
 {
+    sp_assert_held(&sp_rot_life);
     pthread_mutex_lock(&sp_rot_lock);
     int st = sp_rot_state;
     pthread_t th = sp_rot_thread;
@@ -223,6 +246,7 @@ static bool sp_rot_join_locked_life(bool *joined)
     at.tv_sec += 2;
     if (pthread_timedjoin_np(th, NULL, &at) != 0) return false;
     pthread_mutex_lock(&sp_rot_lock);
+    sp_assert(sp_rot_state == SP_ROT_EXITED);   /* its last store; only its joiner resets it */
     sp_rot_state = SP_ROT_IDLE;
     pthread_mutex_unlock(&sp_rot_lock);
     if (joined) *joined = true;
@@ -232,6 +256,7 @@ static bool sp_rot_join_locked_life(bool *joined)
 /* Starts the thread if it should run and does not.  Caller holds sp_rot_life. */
 static void sp_rot_start_locked_life(void)
 {
+    sp_assert_held(&sp_rot_life);
     pthread_mutex_lock(&sp_rot_lock);
     bool exited = sp_rot_state == SP_ROT_EXITED && sp_rot_pid == getpid();
     pthread_mutex_unlock(&sp_rot_lock);
@@ -240,6 +265,7 @@ static void sp_rot_start_locked_life(void)
     if (sp_rot_state == SP_ROT_IDLE && sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
         sp_rot_users > 0) {
         sp_rot_quit = false;
+        sp_rot_set_up = false;
         /* The thread gets no signals: they belong to the application's threads. */
         sigset_t all, old;
         sigfillset(&all);
@@ -249,6 +275,9 @@ static void sp_rot_start_locked_life(void)
         if (rc == 0) {
             sp_rot_state = SP_ROT_RUNNING;
             sp_rot_pid = getpid();
+            /* Until the thread has set up its backend state (sp_rotator_main).  It takes no lock
+             * of its starter's but this one, which the wait releases. */
+            while (!sp_rot_set_up) pthread_cond_wait(&sp_rot_cond, &sp_rot_lock);
         } else {
             dprintf(2, "syncpool: cannot start the rotation thread (error %d); pools will not "
                        "rotate\n", rc);
@@ -262,6 +291,7 @@ static void sp_rot_start_locked_life(void)
 
 void sp_rotator_user_add(void)
 {
+    sp_assert(!(sp_self.rcu.seq & 1));      /* outside any read-side section */
     pthread_mutex_lock(&sp_rot_lock);
     sp_rot_users++;
     bool start = sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
@@ -278,6 +308,7 @@ void sp_rotator_user_drop(void)
     pthread_mutex_lock(&sp_rot_lock);
     /* The last user gone: the thread returns now, not at its next period (a process whose
      * threads have all ended exits at once). */
+    sp_assert(sp_rot_users > 0);            /* a drop follows its thread's add */
     if (sp_rot_users > 0 && --sp_rot_users == 0 && sp_rot_cond_ready)
         pthread_cond_broadcast(&sp_rot_cond);
     pthread_mutex_unlock(&sp_rot_lock);
@@ -296,9 +327,11 @@ void sp_rotator_stop(void)
 bool sp_rotator_pause(void)
 {
     bool joined = false;
+    sp_assert(!(sp_self.rcu.seq & 1));      /* outside any read-side section */
     pthread_mutex_lock(&sp_rot_life);
     pthread_mutex_lock(&sp_rot_lock);
     sp_rot_paused++;
+    sp_assert(sp_rot_paused > 0);
     pthread_mutex_unlock(&sp_rot_lock);
     sp_rot_join_locked_life(&joined);
     pthread_mutex_unlock(&sp_rot_life);

@@ -82,6 +82,7 @@ static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_
     (void)h; (void)arena;
     if (new_addr) return NULL;                 /* growing in place: not offered */
     void *p = NULL;
+    sp_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
     pthread_mutex_lock(&be_zone_grow_lock);
     uintptr_t start = (be_zone_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
     if (start >= be_zone_next && start + size > start && start + size <= BE_ZONE_END) {
@@ -94,6 +95,10 @@ static void *be_zone_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_
             p = be_map_fixed(start, size);
         }
         if (p) {
+            /* be_zone_used is monotonic, and the map covers every page below it. */
+            sp_assert(p == (void *)start &&
+                      used >= atomic_load_explicit(&be_zone_used, memory_order_relaxed) &&
+                      be_map_mapped << BE_ZONE_LG_PAGE >= used);
             be_zone_next = start + size;
             /* Before jemalloc hands out anything from it: whoever gets an object of this extent
              * gets it through jemalloc's own synchronisation, after this store. */
@@ -214,6 +219,7 @@ int be_zone_bind(void)
     int f = be_zone_arena_flags();
     if (!f) return 0;
     unsigned zone = (unsigned)(f >> 20) - 1, old = 0;    /* MALLOCX_ARENA(a) = (a + 1) << 20 */
+    sp_assert(MALLOCX_ARENA(zone) == f);
     size_t len = sizeof old, miblen = 2, flushlen = 3;
     pthread_mutex_lock(&be_zone_arena_lock);
     if (!be_thread_mibs_ok)
@@ -233,6 +239,7 @@ int be_zone_bind(void)
      * jemalloc 5.3 re-creates and can abort on, reliability.md.) */
     mallctlbymib(be_thread_flush_mib, 3, NULL, NULL, NULL, 0);
     /* (old == zone cannot happen: jemalloc gives threads only its automatic arenas.) */
+    sp_assert(old != zone);
     return MALLOCX_ARENA(old == zone ? 0 : old) | BE_ZF_BOUND;
 }
 
@@ -253,6 +260,7 @@ _Atomic unsigned be_zone_backoff;
  * pooled by their size when freed. */
 void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p)
 {
+    sp_assert(p == NULL || !be_in_zone(p));   /* be_zone_mark declined it */
     if (p) return p;
     unsigned b = atomic_load_explicit(&be_zone_backoff, memory_order_relaxed);
     if (b == 0)
@@ -324,6 +332,7 @@ static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
  * decays goes straight back to the kernel (MADV_FREE'd pages would still count in RSS). */
 static void be_zone_set_decay(unsigned ind)
 {
+    sp_assert_held(&be_zone_arena_lock);    /* be_zone_decay_ms is read under it */
     if (be_zone_decay_ms < 0) return;
     char name[64];
     ssize_t muzzy = 0;

@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sizeclass.h"
+#include "sp_assert.h"
+
 /* ---- The zone: where pooled objects live, and a byte per page that says their class ----------
  * Pooled objects come from a jemalloc arena of our own whose memory comes only from one address
  * range, [BE_ZONE_BASE, + be_zone_used), mapped on demand by extent hooks (backend.c).  jemalloc
@@ -73,6 +76,7 @@ static inline bool be_zone_lookup(const void *p, unsigned *cls)
     uintptr_t d = (uintptr_t)p - BE_ZONE_BASE;
     if (!be_zone_below_used(d)) return false;
     *cls = *((const uint8_t *)BE_MAP_BASE + (d >> BE_ZONE_LG_PAGE));
+    sp_assert(*cls < sp_nclasses);          /* the zone holds objects of pooled classes only */
     return true;
 }
 static inline bool be_in_zone(const void *p)
@@ -96,7 +100,12 @@ int be_zone_bind(void);
 int be_zone_flags_shared(void);
 /* Flags for a request that must not come from the zone (not of a pooled class) on a thread with
  * zone flags zf: its previous arena if it is bound, else nothing. */
-static inline int be_home_flags(int zf) { return zf & BE_ZF_BOUND ? zf & ~BE_ZF_BOUND : 0; }
+static inline int be_home_flags(int zf)
+{
+    int f = zf & BE_ZF_BOUND ? zf & ~BE_ZF_BOUND : 0;
+    sp_assert(!(f & BE_ZF_BOUND));          /* never the zone's flag */
+    return f;
+}
 
 /* Misses that skip the zone after it failed to grow (address-space limit or range full): each
  * try costs jemalloc a failing mmap, so the zone is tried again only every so often. */
@@ -106,6 +115,8 @@ void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p
 static inline bool be_zone_mark(const void *p, unsigned c)
 {
     if (__builtin_expect(!be_in_zone(p), 0)) return false;
+    /* Why the map is exact: a zone object is of a pooled class, and c is jemalloc's for it. */
+    sp_assert(c < sp_nclasses && sallocx((void *)p, 0) == sp_class_size[c]);
     uintptr_t d = (uintptr_t)p - BE_ZONE_BASE;
     /* Relaxed: the byte reaches whoever frees p through whatever hands p over.  Written only if
      * it changes, so that the map's lines stay shared between CPUs. */
@@ -118,6 +129,7 @@ static inline bool be_zone_mark(const void *p, unsigned c)
  * object from jemalloc's usual arenas (outside the zone: free() then pools it by its size). */
 static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
 {
+    sp_assert(c < sp_nclasses && size == sp_class_size[c]);
     if (zf == 0) return be_alloc(size, flags);
     void *p = NULL;
     if (__builtin_expect(atomic_load_explicit(&be_zone_backoff, memory_order_relaxed) == 0, 1))
@@ -131,6 +143,9 @@ static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
  * unbound caches never hold zone objects) and any other one as usual. */
 static inline void be_free_class(void *p, size_t size, int zf)
 {
+    unsigned c;
+    /* A zone object's map byte names its class (size), as for free(). */
+    sp_assert(p != NULL && (!be_zone_lookup(p, &c) || sp_class_size[c] == size));
     int e = errno;
     sdallocx(p, size, !(zf & BE_ZF_BOUND) && be_in_zone(p) ? MALLOCX_TCACHE_NONE : 0);
     errno = e;
@@ -145,13 +160,32 @@ void *be_alloc_class_after_oom(unsigned c, size_t size, int flags, int zf);
 extern void *(*be_je_malloc)(size_t);
 extern void (*be_je_free)(void *);
 
+/* A batch for the pools' thread caches (a flush at the cap): n objects freed as be_free_class
+ * would, errno preserved once for all.  A bound thread's calls are jemalloc's flag-less fast
+ * path, so what each object costs is what it costs jemalloc's own callers. */
+static inline void be_free_class_n(void *const *v, uint32_t n, size_t size, int zf)
+{
+    int e = errno;
+    if (zf & BE_ZF_BOUND)
+        for (uint32_t i = 0; i < n; i++) sdallocx(v[i], size, 0);
+    else
+        for (uint32_t i = 0; i < n; i++)
+            sdallocx(v[i], size, be_in_zone(v[i]) ? MALLOCX_TCACHE_NONE : 0);
+    errno = e;
+}
+
 /* size 0 is undefined for the *allocx family: callers pass >= 1. */
 static inline void *be_alloc(size_t n, int flags)
 {
+    sp_assert(n >= 1);
     if (flags == 0 && be_je_malloc) return be_je_malloc(n);
     return mallocx(n, flags);
 }
-static inline void *be_realloc(void *p, size_t n, int flags) { return rallocx(p, n, flags); }
+static inline void *be_realloc(void *p, size_t n, int flags)
+{
+    sp_assert(p != NULL && n >= 1);
+    return rallocx(p, n, flags);
+}
 static inline void be_free(void *p)
 {
     if (be_je_free) be_je_free(p);
@@ -162,11 +196,20 @@ static inline void be_free(void *p)
  * never from the zone, whatever the calling thread's arena. */
 static inline void *be_alloc_internal(size_t n, int flags)
 {
+    sp_assert(n >= 1);
     return mallocx(n, flags | BE_NO_TCACHE | MALLOCX_ARENA(0));   /* never from the zone */
 }
-static inline void be_free_internal(void *p) { dallocx(p, BE_NO_TCACHE); }
+static inline void be_free_internal(void *p)
+{
+    sp_assert(p != NULL);
+    dallocx(p, BE_NO_TCACHE);
+}
 /* sdallocx has a fast path when flags == 0. */
-static inline void be_free_sized(void *p, size_t n, int flags) { sdallocx(p, n, flags); }
+static inline void be_free_sized(void *p, size_t n, int flags)
+{
+    sp_assert(p != NULL && n >= 1);
+    sdallocx(p, n, flags);
+}
 static inline size_t be_usable(const void *p) { return sallocx(p, 0); }
 static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
 /* What jemalloc hands out for n bytes at this alignment.  When that is a small class, every
@@ -174,6 +217,7 @@ static inline size_t be_class_size(size_t n) { return nallocx(n, 0); }
  * size), so the pool of that class may serve the request. */
 static inline size_t be_class_size_aligned(size_t n, size_t align)
 {
+    sp_assert(n >= 1 && align != 0 && (align & (align - 1)) == 0);
     return nallocx(n, MALLOCX_ALIGN(align));
 }
 /* Initialises the backend (it registers its fork handlers then) and finds its fast paths. */
@@ -219,15 +263,30 @@ size_t be_libc_class_size(size_t n); /* jemalloc's small-class rounding, by form
 static inline void *be_alloc(size_t n, int flags)
 {
     size_t a = (size_t)(flags & 0xfffff);
+    sp_assert(n >= 1 && (a & (a - 1)) == 0);  /* aligned_alloc: a power of two */
     void *p = a > 16 ? aligned_alloc(a, (n + a - 1) & ~(a - 1)) : malloc(n);
     if (p && (flags & BE_ZERO)) memset(p, 0, n);
     return p;
 }
-static inline void *be_realloc(void *p, size_t n, int flags) { (void)flags; return realloc(p, n); }
+static inline void *be_realloc(void *p, size_t n, int flags)
+{
+    (void)flags;
+    sp_assert(p != NULL && n >= 1);
+    return realloc(p, n);
+}
 static inline void be_free(void *p) { free(p); }
-static inline void be_free_sized(void *p, size_t n, int flags) { (void)n; (void)flags; free(p); }
+static inline void be_free_sized(void *p, size_t n, int flags)
+{
+    (void)n; (void)flags;
+    sp_assert(p != NULL && n >= 1 && malloc_usable_size(p) >= n);
+    free(p);
+}
 static inline void *be_alloc_internal(size_t n, int flags) { return be_alloc(n, flags); }
-static inline void be_free_internal(void *p) { free(p); }
+static inline void be_free_internal(void *p)
+{
+    sp_assert(p != NULL);
+    free(p);
+}
 /* No zone: every pointer is outside. */
 static inline bool be_zone_lookup(const void *p, unsigned *cls)
 {
@@ -244,11 +303,14 @@ static inline int be_home_flags(int zf) { (void)zf; return 0; }
 static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
 {
     (void)c; (void)zf;
+    sp_assert(c < sp_nclasses && size == sp_class_size[c]);
     return be_alloc(size, flags);
 }
 static inline void be_free_class(void *p, size_t size, int zf)
 {
     (void)size; (void)zf;
+    /* An object of the class (size): the pools key on the usable size here. */
+    sp_assert(p != NULL && malloc_usable_size(p) >= size);
     int e = errno;
     free(p);
     errno = e;
@@ -258,8 +320,19 @@ static inline void *be_alloc_class_after_oom(unsigned c, size_t size, int flags,
     (void)c; (void)size; (void)flags; (void)zf;
     return NULL;
 }
+static inline void be_free_class_n(void *const *v, uint32_t n, size_t size, int zf)
+{
+    for (uint32_t i = 0; i < n; i++) be_free_class(v[i], size, zf);
+}
 static inline size_t be_usable(const void *p) { return malloc_usable_size((void *)p); }
 static inline size_t be_class_size(size_t n) { return be_libc_class_size(n); }
+/* As jemalloc: the smallest class of at least n bytes that is a multiple of align. */
+static inline size_t be_class_size_aligned(size_t n, size_t align)
+{
+    size_t u = be_libc_class_size(n);
+    while (u % align) u = be_libc_class_size(u + 1);
+    return u;
+}
 static inline void be_init(void) {}  /* nothing to set up */
 static inline void be_fork_prepare(void) {}
 static inline void be_fork_parent(void) {}
@@ -280,6 +353,7 @@ static inline void *be_realloc_after_oom(void *p, size_t n, int flags)
  * may madvise or munmap on the way. */
 static inline void be_free_keep_errno(void *p, size_t size)
 {
+    sp_assert(p != NULL);
     int e = errno;
     if (size) be_free_sized(p, size, 0);
     else be_free(p);

@@ -5,10 +5,16 @@ bool sp_chain_push_slow(struct sp_dequeue **head, struct sp_dequeue *_Atomic *ta
 {
     struct sp_dequeue *d = *head;
     uint32_t len = SP_CHAIN_FIRST;
+    /* No ring yet: thieves have nothing to unlink, so the tail is empty too.  Else d is the
+     * newest ring (its next is written only here, once). */
+    sp_assert(d ? atomic_load_explicit(&d->next, memory_order_relaxed) == NULL
+                : atomic_load_explicit(tail, memory_order_relaxed) == NULL);
+    sp_assert(val != NULL);
     if (d) {
         len = (d->mask + 1) * 2;
         if (len > SP_DEQUEUE_LIMIT) len = SP_DEQUEUE_LIMIT;
     }
+    sp_assert((len & (len - 1)) == 0 && len <= SP_DEQUEUE_LIMIT);
     struct sp_dequeue *n = sp_dequeue_new(len, 0);
     if (!n) return false;
     /* n is private until published below, so plain initialisation is enough here. */
@@ -21,7 +27,9 @@ bool sp_chain_push_slow(struct sp_dequeue **head, struct sp_dequeue *_Atomic *ta
         atomic_store_explicit(tail, n, memory_order_release);
     }
     /* A fresh ring is empty and nobody else pushes into it: this cannot fail. */
-    return sp_dequeue_push_head(n, val);
+    bool pushed = sp_dequeue_push_head(n, val);
+    sp_assert(pushed);
+    return pushed;
 }
 
 /* Treiber stack of retired rings: pushed by thieves, taken whole by the rotation thread. */
@@ -29,6 +37,9 @@ static struct sp_dequeue *_Atomic sp_retired;
 
 void sp_chain_retire(struct sp_dequeue *d)
 {
+    /* (Only a ring that is no longer the newest is unlinked, but tests/unit/test_procs.c retires
+     * fresh rings to test the list alone.) */
+    sp_assert(d != NULL);
     struct sp_dequeue *old = atomic_load_explicit(&sp_retired, memory_order_relaxed);
     do {
         d->retired_next = old;
@@ -60,7 +71,10 @@ uint64_t sp_chain_drain(struct sp_dequeue *d, void (*release)(void *val, void *a
             if (release) release(val, arg);
             n++;
         }
+        sp_assert(sp_dequeue_len(d) == 0);   /* no concurrent access left */
         struct sp_dequeue *next = atomic_load_explicit(&d->next, memory_order_relaxed);
+        /* The list is doubly linked from the tail on (only the tail's prev is ever cleared). */
+        sp_assert(!next || atomic_load_explicit(&next->prev, memory_order_relaxed) == d);
         sp_dequeue_free(d);
         d = next;
     }

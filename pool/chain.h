@@ -1,7 +1,7 @@
 /* chain.h — poolChain: an unbounded SPMC queue made of poolDequeue rings (Go's poolqueue.go).
  *
- * The rings form a doubly linked list, oldest at `tail`, newest at `head`, sizes 8, 16, 32, ...
- * up to SP_DEQUEUE_LIMIT.  The owner pushes into and pops from the newest ring (walking back to
+ * The rings form a doubly linked list, oldest at `tail`, newest at `head`, sizes SP_CHAIN_FIRST,
+ * twice that, ... up to SP_DEQUEUE_LIMIT.  The owner pushes into and pops from the newest ring (walking back to
  * older ones when it is empty); thieves pop from the oldest ring and unlink it once it is
  * permanently empty.
  *
@@ -12,7 +12,12 @@
 
 #include "dequeue.h"
 
-#define SP_CHAIN_FIRST 8
+/* The first ring holds a whole private stack's spill (pool.h, SP_PRIV_SLOTS): a refill or a
+ * steal takes its batch from one ring, so a spill split across small rings would cut batches
+ * short. */
+#define SP_CHAIN_FIRST 128
+_Static_assert((SP_CHAIN_FIRST & (SP_CHAIN_FIRST - 1)) == 0 && SP_CHAIN_FIRST <= SP_DEQUEUE_LIMIT,
+               "ring sizes are powers of two up to SP_DEQUEUE_LIMIT");
 
 /* Owner only.  Out of line: allocates the first ring, or a ring twice the size when the newest
  * one is full.  Returns false if no ring could be allocated (the caller keeps the object). */
@@ -23,6 +28,7 @@ static inline bool sp_chain_push_head(struct sp_dequeue **head, struct sp_dequeu
                                       void *val)
 {
     struct sp_dequeue *d = *head;
+    sp_assert(val != NULL);
     if (d && sp_dequeue_push_head(d, val)) return true;
     return sp_chain_push_slow(head, tail, val);
 }
@@ -41,6 +47,7 @@ static inline uint32_t sp_chain_push_head_n(struct sp_dequeue **head,
         if (!sp_chain_push_slow(head, tail, vals[done])) break;
         done++;
     }
+    sp_assert(done <= n);
     return done;
 }
 
@@ -87,6 +94,8 @@ static inline uint32_t sp_chain_pop_tail_n(struct sp_dequeue *_Atomic *tail, voi
          * popHead no longer walks into d); a loser simply moves on, as in Go. */
         if (atomic_compare_exchange_strong_explicit(tail, &d, next, memory_order_acq_rel,
                                                     memory_order_acquire)) {
+            /* next->prev was d since next was made, and only d's unlinker (us) clears it. */
+            sp_assert(atomic_load_explicit(&next->prev, memory_order_relaxed) == d);
             atomic_store_explicit(&next->prev, NULL, memory_order_release);
             sp_chain_retire(d);
         }

@@ -21,7 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sp_assert.h"
+
 #define SP_DEQUEUE_LIMIT (1u << 30)
+_Static_assert((SP_DEQUEUE_LIMIT & (SP_DEQUEUE_LIMIT - 1)) == 0 &&
+                   SP_DEQUEUE_LIMIT <= (1u << 31),
+               "a power of two, at most half the 32-bit index space");
 
 struct sp_dequeue {
     _Atomic uint64_t head_tail;
@@ -39,11 +44,20 @@ static inline uint64_t sp_dq_pack(uint32_t head, uint32_t tail)
     return ((uint64_t)head << 32) | tail;
 }
 
+/* Debug builds: the ring's length is a power of two <= SP_DEQUEUE_LIMIT (mask = length - 1), and
+ * a snapshot of head_tail never has more than length values in [tail, head). */
+#define sp_dq_assert_ring(d)                                                                     \
+    sp_assert(((d)->mask & ((d)->mask + 1)) == 0 && (d)->mask < SP_DEQUEUE_LIMIT)
+#define sp_dq_assert_ht(d, head, tail) sp_assert((uint32_t)((head) - (tail)) <= (d)->mask + 1)
+
 /* Producer only.  Returns false if the ring is full. */
 static inline bool sp_dequeue_push_head(struct sp_dequeue *d, void *val)
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
     uint32_t head = (uint32_t)(ht >> 32), tail = (uint32_t)ht;
+    sp_assert(val != NULL);                 /* NULL means "free slot" */
+    sp_dq_assert_ring(d);
+    sp_dq_assert_ht(d, head, tail);
     /* A stale tail only makes us report "full" early; the slot test below is what guards. */
     if ((uint32_t)(tail + d->mask + 1) == head) return false;
     void *_Atomic *slot = &d->vals[head & d->mask];
@@ -63,6 +77,8 @@ static inline uint32_t sp_dequeue_push_head_n(struct sp_dequeue *d, void *const 
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
     uint32_t head = (uint32_t)(ht >> 32), tail = (uint32_t)ht;
+    sp_dq_assert_ring(d);
+    sp_dq_assert_ht(d, head, tail);
     /* Free slots by this (possibly stale) tail: a stale tail only undercounts them. */
     uint32_t room = d->mask + 1 - (head - tail);
     if (n > room) n = room;
@@ -73,6 +89,7 @@ static inline uint32_t sp_dequeue_push_head_n(struct sp_dequeue *d, void *const 
          * out of order with another consumer's); acquire pairs with its release of NULL.  Stop
          * there: the slots handed over must be contiguous from head. */
         if (atomic_load_explicit(slot, memory_order_acquire) != NULL) break;
+        sp_assert(vals[k] != NULL);
         atomic_store_explicit(slot, vals[k], memory_order_relaxed);
     }
     /* One head add hands all k slots to consumers; release orders every value store before it. */
@@ -87,9 +104,12 @@ static inline uint32_t sp_dequeue_pop_head_n(struct sp_dequeue *d, void **out, u
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
     uint32_t head, n;
+    sp_assert(max >= 1);                    /* 0 returned must mean "empty" */
+    sp_dq_assert_ring(d);
     for (;;) {
         uint32_t tail = (uint32_t)ht;
         head = (uint32_t)(ht >> 32);
+        sp_dq_assert_ht(d, head, tail);
         if (tail == head) return 0;
         n = head - tail;
         if (n > max) n = max;
@@ -103,7 +123,9 @@ static inline uint32_t sp_dequeue_pop_head_n(struct sp_dequeue *d, void **out, u
     for (uint32_t i = 0; i < n; i++) {
         void *_Atomic *slot = &d->vals[(head + i) & d->mask];
         /* We wrote these values ourselves, and no consumer can claim the slots any more. */
-        out[i] = atomic_load_explicit(slot, memory_order_relaxed);
+        void *v = atomic_load_explicit(slot, memory_order_relaxed);
+        sp_assert(v != NULL);
+        out[i] = v;
         atomic_store_explicit(slot, NULL, memory_order_relaxed);
     }
     return n;
@@ -112,7 +134,7 @@ static inline uint32_t sp_dequeue_pop_head_n(struct sp_dequeue *d, void **out, u
 /* Producer only.  Returns NULL if the ring is empty. */
 static inline void *sp_dequeue_pop_head(struct sp_dequeue *d)
 {
-    void *v;
+    void *v = NULL;                         /* (gcc -O1 sees it maybe unset) */
     return sp_dequeue_pop_head_n(d, &v, 1) ? v : NULL;
 }
 
@@ -123,9 +145,12 @@ static inline uint32_t sp_dequeue_pop_tail_n(struct sp_dequeue *d, void **out, u
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_acquire);
     uint32_t tail, n;
+    sp_assert(max >= 1);                    /* 0 returned must mean "empty" */
+    sp_dq_assert_ring(d);
     for (;;) {
         uint32_t head = (uint32_t)(ht >> 32);
         tail = (uint32_t)ht;
+        sp_dq_assert_ht(d, head, tail);
         if (tail == head) return 0;
         n = (head - tail + 1) / 2;
         if (n > max) n = max;
@@ -139,7 +164,10 @@ static inline uint32_t sp_dequeue_pop_tail_n(struct sp_dequeue *d, void **out, u
     }
     for (uint32_t i = 0; i < n; i++) {
         void *_Atomic *slot = &d->vals[(tail + i) & d->mask];
-        out[i] = atomic_load_explicit(slot, memory_order_relaxed);
+        void *v = atomic_load_explicit(slot, memory_order_relaxed);
+        /* Published by the head add our CAS acquired: never the NULL of a free slot. */
+        sp_assert(v != NULL);
+        out[i] = v;
         /* Only now hand the slot back: pushHead sees NULL and may refill it.  Release orders our
          * read of the value before that refill (the producer loads the slot with acquire). */
         atomic_store_explicit(slot, NULL, memory_order_release);
@@ -149,7 +177,7 @@ static inline uint32_t sp_dequeue_pop_tail_n(struct sp_dequeue *d, void **out, u
 
 static inline void *sp_dequeue_pop_tail(struct sp_dequeue *d)
 {
-    void *v;
+    void *v = NULL;                         /* (gcc -O1 sees it maybe unset) */
     return sp_dequeue_pop_tail_n(d, &v, 1) ? v : NULL;
 }
 
@@ -157,6 +185,7 @@ static inline void *sp_dequeue_pop_tail(struct sp_dequeue *d)
 static inline uint32_t sp_dequeue_len(struct sp_dequeue *d)
 {
     uint64_t ht = atomic_load_explicit(&d->head_tail, memory_order_relaxed);
+    sp_dq_assert_ht(d, (uint32_t)(ht >> 32), (uint32_t)ht);
     return (uint32_t)(ht >> 32) - (uint32_t)ht;
 }
 

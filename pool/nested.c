@@ -1,5 +1,6 @@
 /* nested.c — the region for allocations nested inside the allocator (nested.h). */
 #include "nested.h"
+#include "sp_assert.h"
 
 #include <errno.h>
 #include <string.h>
@@ -14,6 +15,10 @@ static _Atomic uintptr_t sp_nested_bump = 16;
 #define SP_NESTED_LISTS 13
 #define SP_NESTED_LARGE 0xffu               /* hdr.list of a block carved to the page */
 #define SP_NESTED_MAGIC 0x6e657374u
+_Static_assert(SP_NESTED_BYTES / 16 <= UINT32_MAX, "a block's offset / 16 fits in 32 bits");
+_Static_assert((16ul << (SP_NESTED_LISTS - 1)) < SP_NESTED_BYTES &&
+                   SP_NESTED_LISTS < SP_NESTED_LARGE,
+               "lists of 16 B .. 64 KiB");
 
 struct sp_nested_hdr {              /* the 16 bytes below the caller's pointer */
     uint32_t magic;
@@ -52,11 +57,14 @@ static void *sp_nested_carve(uintptr_t base, size_t bytes, size_t align)
         if (start < off || start + bytes > SP_NESTED_BYTES || start + bytes < start) return NULL;
     } while (!atomic_compare_exchange_weak_explicit(&sp_nested_bump, &off, start + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
+    /* The bump pointer starts at 16: no block is at offset 0, the lists' "empty". */
+    sp_assert(start >= 16 && start % 16 == 0);
     return (void *)(base + start);
 }
 
 static void *sp_nested_pop(uintptr_t base, unsigned k)
 {
+    sp_assert(k < SP_NESTED_LISTS);
     _Atomic uint64_t *head = &sp_nested_free_list[k];
     uint64_t h = atomic_load_explicit(head, memory_order_acquire);
     for (;;) {
@@ -78,6 +86,9 @@ static void sp_nested_push(uintptr_t base, unsigned k, char *blk)
     _Atomic uint64_t *head = &sp_nested_free_list[k];
     uint64_t h = atomic_load_explicit(head, memory_order_relaxed);
     uint32_t off16 = (uint32_t)(((uintptr_t)blk - base) >> 4);
+    /* A block of the region, 16-aligned, never at offset 0 (the lists' "empty"). */
+    sp_assert(k < SP_NESTED_LISTS && off16 != 0 && ((uintptr_t)blk - base) % 16 == 0 &&
+              (uintptr_t)blk - base < SP_NESTED_BYTES);
     for (;;) {
         __atomic_store_n((uint32_t *)blk, (uint32_t)h, __ATOMIC_RELAXED);   /* next */
         uint64_t nh = ((h >> 32) + 1) << 32 | off16;
@@ -92,6 +103,7 @@ void *sp_nested_alloc(size_t n, size_t align)
 {
     uintptr_t base = sp_nested_map();
     if (align < 16) align = 16;
+    sp_assert((align & (align - 1)) == 0);
     /* The header, the gap an alignment over 16 may need, and the caller's bytes. */
     size_t need = n + 16 + (align - 16);
     if (!base || need < n || need > SP_NESTED_BYTES) {
@@ -123,12 +135,15 @@ void *sp_nested_alloc(size_t n, size_t align)
     h->list = k;
     h->span = span - (size_t)(p - blk);   /* bytes from p to the block's end, header excluded */
     h->span += 16;
+    /* Aligned, inside the block, and the caller's n bytes fit. */
+    sp_assert(((uintptr_t)p & (align - 1)) == 0 && p - 16 >= blk && h->span - 16 >= n);
     return p;
 }
 
 size_t sp_nested_size(const void *p)
 {
     const struct sp_nested_hdr *h = (const struct sp_nested_hdr *)((const char *)p - 16);
+    sp_assert(__atomic_load_n(&h->magic, __ATOMIC_RELAXED) == SP_NESTED_MAGIC);  /* a live block */
     return h->span - 16;
 }
 
@@ -136,8 +151,12 @@ void sp_nested_free(void *p)
 {
     uintptr_t base = atomic_load_explicit(&sp_nested_base, memory_order_relaxed);
     struct sp_nested_hdr *h = (struct sp_nested_hdr *)((char *)p - 16);
+    /* p came from sp_nested_alloc and is not freed yet (free clears the magic). */
+    sp_assert(sp_nested_owns(p) &&
+              __atomic_load_n(&h->magic, __ATOMIC_RELAXED) == SP_NESTED_MAGIC);
     size_t usable = h->span - 16;
     unsigned k = h->list;
+    sp_assert(k < SP_NESTED_LISTS || k == SP_NESTED_LARGE);
     if (k == SP_NESTED_LARGE) {
         /* The block's whole pages back to the kernel; its addresses are not reused. */
         uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
@@ -148,6 +167,7 @@ void sp_nested_free(void *p)
     }
     /* The block starts where its list's size says, counted back from its end. */
     char *blk = (char *)p + usable - (16ul << k);
+    sp_assert(blk <= (char *)p - 16);
     __atomic_store_n(&h->magic, 0, __ATOMIC_RELAXED);
     sp_nested_push(base, k, blk);
 }

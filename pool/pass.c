@@ -14,6 +14,7 @@
 #include "nested.h"
 #include "pass.h"
 #include "pool.h"
+#include "sp_assert.h"
 
 static void *sp_nested_alloc_zeroed(size_t n, size_t align, bool zero)
 {
@@ -30,6 +31,7 @@ static inline void *sp_mark_zone(void *p)
 {
     if (SP_UNLIKELY(be_in_zone(p))) {
         size_t u = be_usable(p);
+        sp_assert(u <= sp_max_size);   /* the zone holds objects of pooled classes only */
         if (u <= sp_max_size) be_zone_mark(p, (unsigned)sp_size_class(u));
     }
     return p;
@@ -53,6 +55,7 @@ void *sp_pool_pass_alloc(size_t n, size_t align, bool zero)
 void *sp_pool_alloc_unpooled(size_t c, bool zero)
 {
     struct sp_thread *t = &sp_self;
+    sp_assert(c < sp_nclasses);
     if (SP_UNLIKELY(sp_rcu_enter(&t->rcu)))
         return sp_nested_alloc_zeroed(sp_class_size[c], 0, zero);
     /* A thread bound to the zone keeps its flags (it may be exiting); others: no cache. */
@@ -68,6 +71,7 @@ void *sp_pool_alloc_unpooled(size_t c, bool zero)
 void sp_pool_free_unpooled(size_t c, void *p)
 {
     struct sp_thread *t = &sp_self;
+    sp_assert(c < sp_nclasses && p != NULL);
     if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) {
         sp_put_nested(t, p);
         return;
@@ -79,6 +83,7 @@ void sp_pool_free_unpooled(size_t c, void *p)
 void sp_pool_pass_free(void *p)
 {
     if (p == NULL) return;
+    sp_assert(!be_in_zone(p));                     /* zone objects go to their pool */
     struct sp_thread *t = &sp_self;
     if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) {
         sp_put_nested(t, p);
@@ -96,9 +101,9 @@ void sp_pool_pass_free(void *p)
     }
     size_t size = be_usable(p);
     if (size <= sp_max_size) {                     /* exactly a class's size: pool it */
+        sp_assert(sp_class_size[sp_size_class(size)] == size);
         sp_rcu_exit(&t->rcu);
-        size_t c = sp_size_class(size);
-        if (!sp_pool_put(c, p)) sp_pool_free_unpooled(c, p);
+        sp_pool_free(sp_size_class(size), p);
         return;
     }
     be_free_keep_errno(p, size);
@@ -121,6 +126,7 @@ size_t sp_pool_usable(const void *p)
 void *sp_pool_pass_realloc(void *p, size_t n)
 {
     struct sp_thread *t = &sp_self;
+    sp_assert(p != NULL && !be_in_zone(p) && n > sp_max_size);   /* large, outside the zone */
     bool nested = sp_rcu_enter(&t->rcu);
     if (SP_LIKELY(!nested && !sp_nested_owns(p))) {
         int flags = be_home_flags(t->zone_flags);  /* large: never from the zone */

@@ -5,6 +5,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "backend.h"
+#include "pool.h"
+
+/* p is a pooled object (it lies in the zone): true, and *cls is its class (no backend call). */
+static inline bool sp_pool_class_of(const void *p, unsigned *cls) { return be_zone_lookup(p, cls); }
+/* What the backend hands out for n bytes at this alignment (a power of two); when that is a
+ * pooled size, every object of that class is so aligned (backend.h, be_class_size_aligned). */
+static inline size_t sp_pool_size_aligned(size_t n, size_t align)
+{
+    return be_class_size_aligned(n, align);
+}
+
+/* Start-up: the backend first (it registers its fork handlers then, and finds its fast paths);
+ * then, once the classes are built, sp_pool_start: the pools (sp_pool_init) and the zone their
+ * objects come from (without one, free() asks the backend for the size).  false: no memory for
+ * the pools (they stay off). */
+static inline void sp_pool_backend_init(void) { be_init(); }
+static inline bool sp_pool_start(size_t cache_bytes)
+{
+    if (!sp_pool_init(cache_bytes)) return false;
+    be_zone_init();
+    return true;
+}
+/* The rotation thread (period_ms) takes over the backend's purging (backend.h). */
+static inline bool sp_pool_take_over_purging(long period_ms) { return be_take_over_purging(period_ms); }
 
 /* n bytes (0 counts as 1) aligned to align (0: the backend's default), zeroed if zero; not from
  * the zone.  NULL with errno ENOMEM. */

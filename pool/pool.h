@@ -28,24 +28,29 @@
 #define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* The private stack of one (P, class): owner-only, so plain loads and stores.  Go's single
- * private slot makes "is it taken?" a coin toss when a program mixes classes at random, and the
- * fast paths' one branch is then mispredicted about every other call (docs/performance.md,
- * churn); a stack of a few objects makes it almost always go the same way, as jemalloc's thread
- * cache bins do.  A stack is one cache line, slot[0..7], and `top` (in the pblock) points at the
- * next free slot:
- *   - slot[base - 1] is NULL and never written (base = 8 - sp_priv_cap[class], >= 1), and every
- *     slot from base to top - 1 holds an object: so top[-1] == NULL means "empty" (Get needs no
- *     count: the load it does anyway tells it);
- *   - the stack is full when top reaches slot[8], the next line: top is 64-aligned exactly then
- *     (Put needs no count either).
+ * private slot makes "is it taken?" a coin toss when a program mixes classes at random, and a
+ * few objects per class make a program whose live set is a few hundred objects trade with the
+ * shared chain every few calls (a locked add or a CAS each time: docs/performance.md, bulk); a
+ * stack sized like jemalloc's thread cache bins makes both rare.  A stack is SP_PRIV_SLOTS
+ * pointers, aligned to its own size, and `top` (in the pblock) points at the next free slot:
+ *   - slot[base - 1] is NULL and never written (base = SP_PRIV_SLOTS - sp_priv_cap[class], >= 1),
+ *     and every slot from base to top - 1 holds an object: so top[-1] == NULL means "empty" (Get
+ *     needs no count: the load it does anyway tells it);
+ *   - the stack is full when top reaches the slot after the last, the next stack: top is then
+ *     aligned to sizeof(struct sp_priv), and only then (Put needs no count either).
  * sp_priv_cap[c] = min(SP_PRIV_MAX, SP_PRIV_BYTES / size, sp_cap[c]), at least 1: the cap
- * still bounds what a P caches, and from 2 KiB up a class keeps Go's single private object, so
+ * still bounds what a P caches, and the largest classes keep Go's single private object, so
  * what no other P can steal stays under SP_PRIV_BYTES per class. */
-#define SP_PRIV_MAX 7
-#define SP_PRIV_BYTES 4096
+#define SP_PRIV_SLOTS 128
+#define SP_PRIV_MAX (SP_PRIV_SLOTS - 1)
+#define SP_PRIV_BYTES 8192
 struct sp_priv {
-    void *slot[SP_PRIV_MAX + 1];
-} __attribute__((aligned(64)));
+    void *slot[SP_PRIV_SLOTS];
+} __attribute__((aligned(SP_PRIV_SLOTS * sizeof(void *))));
+
+/* A steal takes up to half of the victim P's oldest ring, at most this many, with one CAS:
+ * where one thread frees what another allocates, each steal then pays for many Gets. */
+#define SP_STEAL_MAX 32
 
 /* Fields of one (P, class) of the shared chain that only the owning P touches. */
 struct sp_own {
@@ -131,7 +136,8 @@ static inline __attribute__((always_inline)) bool sp_priv_push(struct sp_pblock 
                                                                 void *x)
 {
     void **tp = pb->top[cls];
-    if (SP_UNLIKELY(((uintptr_t)tp & 63) == 0)) return false;    /* at slot[8]: full */
+    /* At the next stack's slot[0]: full. */
+    if (SP_UNLIKELY(((uintptr_t)tp & (sizeof(struct sp_priv) - 1)) == 0)) return false;
     *tp = x;
     sp_owner_step(pb, cls, 1);
     return true;
@@ -154,7 +160,7 @@ struct sp_thread {
     struct sp_rcu_reader rcu;     /* first: the fast paths reach its counter at offset 0 */
     /* The fast paths' pblock: mine in the current local generation, or sp_pblock_off.
      * Written by me (slow path) and by the rotation, which points them at "off" when it
-     * publishes a new generation, so the fast paths need no generation check (pool.c,
+     * publishes a new generation, so the fast paths need no generation check (gen.c,
      * sp_fast_paths_set, has the ordering argument). */
     struct sp_pblock *_Atomic get_pb;
     struct sp_pblock *_Atomic put_pb;
@@ -178,7 +184,7 @@ extern struct sp_gen *_Atomic sp_local_gen;
 extern struct sp_gen *_Atomic sp_victim_gen;
 extern uint32_t sp_cap[SP_MAX_CLASSES];
 
-/* Everything past the private stack (pool.c).  Called inside the read-side section that the
+/* Everything past the private stack (get.c, put.c).  Called inside the read-side section that the
  * inline part opened; they close it.  The thread may be in any state: a thread that is not
  * ACTIVE always reaches them (its fast-path pblock is sp_pblock_off) and is told "not served".
  *   sp_get_rest: the object, or NULL (a miss, or not served).
@@ -189,12 +195,11 @@ bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
  * put): a miss returns a fresh backend object of the class (NULL only if the backend has no
  * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
 void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
-/* A fresh backend object of class cls (a miss), through my P's zone flags (ACTIVE threads only:
- * they have a P); flags: BE_ZERO or 0.  Called inside a section, which it closes after the
- * backend call.  NULL: no memory (errno ENOMEM). */
-void *sp_pool_alloc_class(struct sp_thread *t, size_t cls, int flags);
-/* After SP_PUT_REFUSED: x to the backend, then the section closed; always true. */
-bool sp_put_refused_free(struct sp_thread *t, size_t cls, void *x);
+/* A miss (ACTIVE threads only: they have a P), inside a section, which it closes after the
+ * backend call: a fresh backend object of class cls, through my P's zone flags.  One object, as
+ * Go's New: filling half a stack from the backend instead cost instructions nothing but made
+ * python's wall time worse (docs/performance.md).  NULL: no memory (errno ENOMEM). */
+void *sp_pool_miss(struct sp_thread *t, size_t cls);
 bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always true */
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
 /* A Get or Put that found its thread inside a section already (sp_rcu_enter): a signal handler
@@ -298,26 +303,23 @@ static inline __attribute__((always_inline)) bool sp_pool_miss_now(struct sp_thr
 
 /* How many objects my full private stack of class cls may still hand to my shared chain: the
  * cap must hold once the stack has filled up again, which its Puts do without looking at the cap
- * (so the cap counts the stack as full).  0: my pool holds the cap.  count may overcount (it does
- * not see what thieves took), so a refusal is checked by a recount now and then: on every 64th
- * refusal of the class (sp_recount_due), since a recount walks every ring. */
+ * (so the cap counts the stack as full).  0: my pool may hold the cap.  count may overcount (it
+ * does not see what thieves took), so a 0 is checked by a recount in the slow path before the
+ * stack is flushed to the backend (sp_put_more): a recount walks the rings, a few per flush of
+ * half a stack, where trusting a stale count would send to the backend what a thief's P needs
+ * (a producer/consumer pair then runs through jemalloc). */
 static inline __attribute__((always_inline)) uint32_t sp_cap_room(const struct sp_own *o,
                                                                   size_t cls)
 {
     uint32_t used = o->count + sp_priv_cap[cls];
     return used < sp_cap[cls] ? sp_cap[cls] - used : 0;
 }
-static inline __attribute__((always_inline)) bool sp_recount_due(const struct sp_thread *t, size_t cls)
-{
-    return (t->proc->cnt[SP_C_OVERFLOW][cls] & 63) == 0;
-}
 
 /* Put's second step (my private stack is full).  SP_PUT_TAKEN: x went to my shared head (a
  * stack of one object: Go's private slot); SP_PUT_SPILL: the cap leaves room, and the caller
- * hands over to sp_put_spill_or_free (a tail call, as for Get); SP_PUT_REFUSED: the cap is
- * reached (counted as a Put and an overflow): the caller frees x to the backend; SP_PUT_SLOW:
- * not decided here, the slow path decides. */
-enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_SPILL, SP_PUT_REFUSED };
+ * hands over to sp_put_spill_or_free (a tail call, as for Get); SP_PUT_SLOW: not decided here
+ * (the cap may be reached: the slow path recounts, then spills or flushes). */
+enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_SPILL };
 static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_thread *t,
                                                                      size_t cls, void *x)
 {
@@ -325,12 +327,7 @@ static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_th
     if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed)))
         return SP_PUT_SLOW;
     struct sp_own *o = &pb->own[cls];
-    if (sp_cap_room(o, cls) == 0) {
-        if (sp_recount_due(t, cls)) return SP_PUT_SLOW;      /* sp_put_more recounts */
-        sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
-        sp_count(t->proc, cls, SP_C_OVERFLOW);
-        return SP_PUT_REFUSED;
-    }
+    if (sp_cap_room(o, cls) == 0) return SP_PUT_SLOW;   /* sp_put_more recounts */
     if (sp_priv_batch[cls] != 0) return SP_PUT_SPILL;
     /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
     if (!o->head || !sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
@@ -350,6 +347,27 @@ static inline __attribute__((always_inline)) bool sp_pool_put(size_t cls, void *
 {
     return sp_pool_put_or(cls, x, sp_put_rest);
 }
+
+/* ---- The pools' API for the malloc front end (shim/) ------------------------------------------
+ * Get and Put with the backend behind them: a miss allocates from it and a Put the pools do not
+ * keep frees to it, and a thread that does not use the pools (not yet set up, exiting, or no P)
+ * is served by the backend directly.  The caller opens and closes nothing. */
+void *sp_alloc_rest(struct sp_thread *t, size_t cls);
+bool sp_free_rest(struct sp_thread *t, size_t cls, void *x);
+/* An object of class cls; NULL only if the backend has no memory (errno ENOMEM). */
+static inline __attribute__((always_inline)) void *sp_pool_alloc(size_t cls)
+{
+    return sp_pool_get_or(cls, sp_alloc_rest);
+}
+/* x, an object of class cls (sp_pool_class_of), into its pool or back to the backend. */
+static inline __attribute__((always_inline)) void sp_pool_free(size_t cls, void *x)
+{
+    (void)sp_pool_put_or(cls, x, sp_free_rest);
+}
+/* The client's thread set-up: called by a thread's first Get or Put; true if the thread may
+ * now use the pools (it is ACTIVE: sp_thread_attach).  Without one, threads that are not
+ * ACTIVE are served by the backend. */
+void sp_pool_set_thread_setup(bool (*setup)(void));
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
  * (sp_cap[c] = max(1, cache_bytes / size), private stack included).  false: no memory for the

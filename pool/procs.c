@@ -7,6 +7,7 @@ _Atomic uint32_t sp_nprocs;
 
 static struct sp_proc *sp_proc_chunk(uint32_t chunk, bool create)
 {
+    sp_assert(chunk < SP_PROC_CHUNKS);
     struct sp_proc *c = atomic_load_explicit(&sp_proc_dir[chunk], memory_order_acquire);
     if (c || !create) return c;
     struct sp_proc *fresh = be_alloc_internal(sizeof(struct sp_proc) * SP_PROC_CHUNK,
@@ -25,6 +26,8 @@ static struct sp_proc *sp_proc_chunk(uint32_t chunk, bool create)
 
 struct sp_proc *sp_proc_get(uint32_t id)
 {
+    /* Ids in use are below the high-water mark, which never shrinks. */
+    sp_assert(id < atomic_load_explicit(&sp_nprocs, memory_order_relaxed));
     struct sp_proc *c = sp_proc_chunk(id >> SP_PROC_CHUNK_SHIFT, false);
     return c ? &c[id & (SP_PROC_CHUNK - 1)] : NULL;
 }
@@ -46,6 +49,8 @@ struct sp_proc *sp_proc_acquire(void)
             while (n <= id && !atomic_compare_exchange_weak_explicit(
                                   &sp_nprocs, &n, id + 1, memory_order_release, memory_order_relaxed))
                 ;
+            sp_assert(id < atomic_load_explicit(&sp_nprocs, memory_order_relaxed) &&
+                      atomic_load_explicit(&sp_nprocs, memory_order_relaxed) <= SP_MAX_PROCS);
             return p;
         }
     }
@@ -54,6 +59,9 @@ struct sp_proc *sp_proc_acquire(void)
 
 void sp_proc_release(struct sp_proc *p)
 {
+    /* Held (no double release), and the table's entry for its id. */
+    sp_assert(atomic_load_explicit(&p->in_use, memory_order_relaxed) == 1 &&
+              sp_proc_get(p->id) == p);
     atomic_store_explicit(&p->in_use, 0, memory_order_release);
 }
 

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "sizeclass.h"
+#include "sp_assert.h"
 
 /* Counters per (P, class).  gets = the four hits + misses, so it is not stored. */
 enum sp_counter {
@@ -34,6 +35,7 @@ struct sp_proc {
 #define SP_PROC_CHUNK       (1u << SP_PROC_CHUNK_SHIFT)
 #define SP_PROC_CHUNKS      1024u
 #define SP_MAX_PROCS        (SP_PROC_CHUNK * SP_PROC_CHUNKS)
+_Static_assert(SP_MAX_PROCS == 65536, "docs/design.md: all 65 536 ids");
 
 /* Ids in [0, sp_nprocs) may be in use (a high-water mark; it never shrinks). */
 extern _Atomic uint32_t sp_nprocs;
@@ -48,11 +50,25 @@ struct sp_proc *sp_proc_get(uint32_t id);
  * what they held stays allocated in the child, as jemalloc's own dead threads' caches do. */
 void sp_proc_release_all_but(struct sp_proc *keep);
 
+/* Debug builds: a counter of a P that is held (only its holder counts) and below the high-water
+ * mark, of a class that exists. */
+#define sp_count_assert(p, cls, c)                                                                \
+    sp_assert((p) != NULL && atomic_load_explicit(&(p)->in_use, memory_order_relaxed) != 0 &&   \
+              (p)->id < atomic_load_explicit(&sp_nprocs, memory_order_relaxed) &&              \
+              (cls) < sp_nclasses && (unsigned)(c) < SP_NCOUNTERS)
+
 static inline void sp_count(struct sp_proc *p, unsigned cls, enum sp_counter c)
 {
+    sp_count_assert(p, cls, c);
     /* Owner-only: a relaxed load and store, no locked instruction. */
     uint64_t *v = &p->cnt[c][cls];
     __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+static inline void sp_count_n(struct sp_proc *p, unsigned cls, enum sp_counter c, uint64_t n)
+{
+    sp_count_assert(p, cls, c);
+    uint64_t *v = &p->cnt[c][cls];
+    __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
 #endif

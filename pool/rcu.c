@@ -30,6 +30,8 @@ static pthread_mutex_t sp_gp_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void sp_list_unlink(struct sp_rcu_reader *r)
 {
+    sp_assert_held(&sp_reg_lock);
+    sp_assert(r->registered && r->next != NULL && r->prev != NULL);   /* on sp_reg or sp_wait */
     r->prev->next = r->next;
     r->next->prev = r->prev;
     r->next = r->prev = NULL;
@@ -37,6 +39,8 @@ static void sp_list_unlink(struct sp_rcu_reader *r)
 
 static void sp_list_add(struct sp_rcu_reader *head, struct sp_rcu_reader *r)
 {
+    sp_assert_held(&sp_reg_lock);
+    sp_assert(r->next == NULL && r->prev == NULL);   /* on no list: a reader is on one at most */
     r->next = head->next;
     r->prev = head;
     head->next->prev = r;
@@ -45,6 +49,7 @@ static void sp_list_add(struct sp_rcu_reader *head, struct sp_rcu_reader *r)
 
 void sp_rcu_register(struct sp_rcu_reader *r, void *owner)
 {
+    sp_assert(!(r->seq & 1));               /* outside any section */
     pthread_mutex_lock(&sp_reg_lock);
     if (!r->registered) {
         r->owner = owner;
@@ -56,6 +61,7 @@ void sp_rcu_register(struct sp_rcu_reader *r, void *owner)
 
 void sp_rcu_unregister(struct sp_rcu_reader *r)
 {
+    sp_assert(!(r->seq & 1));               /* outside any section */
     pthread_mutex_lock(&sp_reg_lock);
     if (r->registered) {
         sp_list_unlink(r);              /* from sp_reg or sp_wait */
@@ -125,6 +131,7 @@ void sp_rcu_barrier(void)
     if (sp_mb_mode == SP_MB_SYSCALL && sp_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
         sp_mb_mode = SP_MB_MPROTECT;    /* refused after all (a seccomp filter added later) */
     if (sp_mb_mode == SP_MB_MPROTECT) sp_mprotect_fence();
+    sp_assert(sp_mb_mode == SP_MB_SYSCALL || sp_mb_mode == SP_MB_MPROTECT);
     pthread_mutex_unlock(&sp_mb_lock);
 }
 
@@ -150,6 +157,7 @@ void sp_rcu_synchronize(void)
     /* Every reader inside a section now (odd seq) may hold an old pointer: wait for it.  Its seq
      * at this moment goes to wait_seq; a reader that registers later starts its sections after
      * the barrier, so it needs no wait. */
+    sp_assert(sp_wait.next == &sp_wait);    /* one grace period at a time: none in progress */
     for (struct sp_rcu_reader *r = sp_reg.next, *n; r != &sp_reg; r = n) {
         n = r->next;
         uint64_t s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
@@ -168,6 +176,7 @@ void sp_rcu_synchronize(void)
          * reader that unregistered meanwhile has left sp_wait by itself. */
         for (struct sp_rcu_reader *r = sp_wait.next, *n; r != &sp_wait; r = n) {
             n = r->next;
+            sp_assert(r->registered && (r->wait_seq & 1));   /* waited for inside a section */
             if (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) != r->wait_seq) {
                 sp_list_unlink(r);
                 sp_list_add(&sp_reg, r);

@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sp_assert.h"
+
 struct sp_rcu_reader {
     uint64_t seq;                       /* odd inside a section; written only by its owner */
     void *owner;                        /* what sp_rcu_each_reader hands its callback */
@@ -56,6 +58,7 @@ static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
+    sp_assert(__atomic_load_n(&r->seq, __ATOMIC_RELAXED) & 1);   /* inside a section */
     __tsan_release(&sp_rcu_tsan_clock);
     __atomic_fetch_add(&r->seq, 1, __ATOMIC_RELEASE);
 }
@@ -80,6 +83,7 @@ static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
+    sp_assert(r->seq & 1);                  /* inside a section */
     __asm__ __volatile__("addq $1, %0" : "+m"(r->seq) : : "memory");
 }
 #else
@@ -93,6 +97,7 @@ static inline bool sp_rcu_enter(struct sp_rcu_reader *r)
 }
 static inline void sp_rcu_exit(struct sp_rcu_reader *r)
 {
+    sp_assert(__atomic_load_n(&r->seq, __ATOMIC_RELAXED) & 1);   /* inside a section */
     __atomic_store_n(&r->seq, __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
 }
 #endif

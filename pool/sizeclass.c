@@ -27,7 +27,16 @@ size_t sp_sizeclass_init(size_t max_size)
     for (size_t s = 0; s <= effective; s++) {
         while (c + 1 < n && sp_class_size[c] < s) c++;
         sp_class_of[s] = (uint8_t)c;
+        /* s maps to the smallest class that holds it. */
+        sp_assert(sp_class_size[c] >= s && (c == 0 || sp_class_size[c - 1] < s));
     }
+    /* Classes: increasing multiples of 8, the largest the effective maximum, all in the table. */
+    for (unsigned i = 0; i < n; i++)
+        sp_assert(sp_class_size[i] % 8 == 0 &&
+                  (i == 0 || sp_class_size[i - 1] < sp_class_size[i]) &&
+                  sp_class_of[sp_class_size[i]] == i);
+    sp_assert(n <= SP_MAX_CLASSES && effective <= max_size &&
+              (n == 0 ? effective == 0 : effective == sp_class_size[n - 1]));
     sp_nclasses = n;
     return effective;
 }
@@ -37,6 +46,7 @@ size_t sp_sizeclass_init(size_t max_size)
  * backend of the sanitizer builds. */
 size_t be_libc_class_size(size_t n)
 {
+    sp_assert(n <= SP_MAX_POOLED);          /* small classes only */
     if (n <= 8) return 8;
     if (n <= 128) return (n + 15) & ~(size_t)15;
     unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));

@@ -15,8 +15,8 @@ import time
 
 from compare_proc import Result, run_process, describe_status
 
-# name: (default size, --quick size).  The default run (10 workloads x 11 allocators x 3) takes
-# about 15 minutes on 2 cores; --quick about 1.5 minutes.
+# name: (default size, --quick size).  The default run (16 workloads x 11 allocators x 3) takes
+# about 15-19 minutes on 2 cores; --quick about 1.5 minutes.
 SIZES = {
     "churn": ("5M", "1M"),
     "larson": ("12M", "2M"),
@@ -25,6 +25,12 @@ SIZES = {
     "mixed": ("1M", "200k"),
     "threads": ("4000", "800"),
     "burst": ("300", "50"),          # MB; idle time below
+    "bulk-10": ("80M", "16M"),       # mallocs in total, in rounds of N = 10 (the name's N)
+    "bulk-100": ("60M", "12M"),
+    "bulk-1000": ("40M", "8M"),
+    "bulk-10000": ("30M", "6M"),
+    "random": ("20M", "4M"),
+    "xthreads": ("10M", "2M"),
     "python": ("50000", "10000"),
     "sqlite": ("300000", "50000"),
     "redis": ("150000", "20000"),    # requests per redis-benchmark test
@@ -99,9 +105,21 @@ def _short(path):
     return path[len(root):] if path.startswith(root) else path
 
 
-def _bench(bench_dir, name, size, *args, description, figure, **kw):
-    return Workload(name, [os.path.join(bench_dir, name), str(size), *map(str, args)],
+def _bench(bench_dir, name, size, *args, description, figure, program=None, **kw):
+    return Workload(name, [os.path.join(bench_dir, program or name), str(size),
+                           *map(str, args)],
                     description, figure, check_output=_expect_check_ok, **kw)
+
+
+BULK_NS = (10, 100, 1000, 10000)
+
+
+def _bulk(bench_dir, n, size):
+    return _bench(
+        bench_dir, "bulk-%d" % n, size, n, program="bulk", figure="malloc+free/s",
+        description="single thread: rounds of %d mallocs (16-256 B, cycling over 7 size "
+                    "classes), then %d frees, newest first (%s mallocs in total)"
+                    % (n, n, size))
 
 
 def _expect_check_ok(stdout):
@@ -372,6 +390,16 @@ def make_workloads(names, bench_dir, src_dir, quick):
             description="burst then idle: %s MB of small objects allocated and freed, then "
                         "%.1f s idle (one malloc per 10 ms) while RSS is sampled"
                         % (size["burst"], BURST_IDLE_MS[quick] / 1e3)),
+        "random": lambda: _bench(
+            bench_dir, "random", size["random"], 10000, figure="free+malloc/s",
+            description="single thread: a live set of 10000 objects (8-1024 B, skewed to the "
+                        "small end); each step frees a random one and allocates a new random "
+                        "size (%s steps)" % size["random"]),
+        "xthreads": lambda: _bench(
+            bench_dir, "xthreads", size["xthreads"], 8, 20, figure="malloc+free/s",
+            description="8 threads replace random objects of their own live sets of 1000 "
+                        "(8-1024 B) and hand 20%% of the replaced ones, in batches of 64, to "
+                        "another thread to free (%s ops in total)" % size["xthreads"]),
         "python": lambda: Workload(
             "python", [python, os.path.join(src_dir, "alloc_heavy.py"), size["python"]],
             "python3 (Debian) builds, sorts, groups and JSON round-trips %s records, 4 times, "
@@ -380,6 +408,8 @@ def make_workloads(names, bench_dir, src_dir, quick):
         "sqlite": lambda: SqliteWorkload(size["sqlite"]),
         "redis": lambda: RedisWorkload(size["redis"]),
     }
+    for n in BULK_NS:
+        makers["bulk-%d" % n] = (lambda n=n: _bulk(bench_dir, n, size["bulk-%d" % n]))
     out = []
     for name in names:
         w = makers[name]()

@@ -10,74 +10,26 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "backend.h"
 #include "pass.h"
 #include "pool.h"
 #include "shim.h"
 
 /* ---- malloc / free ------------------------------------------------------------------------ */
 
-/* Everything after a missed private stack, inside the read-side section the fast path opened. */
-/* A thread that is not ACTIVE: set up a new thread and try again; otherwise the backend.
- * (A request that maps to class c is served by c's size.  Before start-up sp_max_size is 0:
- * only malloc(0) gets here, with no classes yet.) */
-static SP_NOINLINE void *sp_malloc_unpooled(struct sp_thread *t, size_t c)
-{
-    sp_rcu_exit(&t->rcu);
-    if (t->state == SP_T_NEW && sp_thread_setup()) return sp_malloc(sp_class_size[c]);
-    if (!sp_max_size) return sp_pool_pass_alloc(1, 0, false);
-    return sp_pool_alloc_unpooled(c, false);
-}
-
-/* The second step: whether my own shared chain can refill my private stack is decided inline;
- * the refill itself (sp_get_shared_or_alloc) and everything else are tail calls, so this
- * function saves no registers. */
-static SP_NOINLINE void *sp_malloc_rest(struct sp_thread *t, size_t c)
-{
-    if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_malloc_unpooled(t, c);
-    if (SP_LIKELY(sp_pool_has_shared(t, c))) return sp_get_shared_or_alloc(t, c);
-    if (sp_pool_miss_now(t, c)) return sp_pool_alloc_class(t, c, 0);   /* closes the section */
-    return sp_get_rest_or_alloc(t, c);
-}
-
 void *sp_malloc(size_t n)
 {
-    if (SP_LIKELY(n <= sp_max_size)) return sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
+    if (SP_LIKELY(n <= sp_max_size)) return sp_pool_alloc(sp_size_class(n));
     return sp_pool_pass_alloc(n, 0, false);
-}
-
-static bool sp_free_rest(struct sp_thread *t, size_t c, void *p);
-
-static SP_NOINLINE bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
-{
-    sp_rcu_exit(&t->rcu);
-    if (t->state == SP_T_NEW && sp_thread_setup()) return sp_pool_put_or(c, p, sp_free_rest);
-    sp_pool_free_unpooled(c, p);
-    return true;
-}
-
-/* As sp_malloc_rest.  Returns true (the object is taken care of), to fit sp_pool_put_or. */
-static SP_NOINLINE bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
-{
-    if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_free_unpooled(t, c, p);
-    int r = sp_pool_put_shared(t, c, p);
-    if (SP_LIKELY(r == SP_PUT_TAKEN)) {
-        sp_rcu_exit(&t->rcu);
-        return true;
-    }
-    if (r == SP_PUT_SPILL) return sp_put_spill_or_free(t, c, p);
-    if (r == SP_PUT_REFUSED) return sp_put_refused_free(t, c, p);   /* over the cap */
-    return sp_put_rest_or_free(t, c, p);
 }
 
 void sp_free(void *p)
 {
     unsigned c;
-    if (SP_LIKELY(be_zone_lookup(p, &c))) {
-        (void)sp_pool_put_or(c, p, sp_free_rest);
+    if (SP_LIKELY(sp_pool_class_of(p, &c))) {
+        sp_pool_free(c, p);
         return;
     }
-    /* Outside the zone (or NULL): large, over-aligned, a pooled-size object from outside the
+    /* Not a pooled object (or NULL): large, over-aligned, a pooled-size object from outside the
      * zone, a block of the nested region, or every pointer when there is no zone. */
     sp_pool_pass_free(p);
 }
@@ -99,7 +51,7 @@ static void *sp_calloc(size_t count, size_t size)
         return NULL;
     }
     if (SP_LIKELY(n <= sp_max_size)) {
-        void *p = sp_pool_get_or(sp_size_class(n), sp_malloc_rest);
+        void *p = sp_pool_alloc(sp_size_class(n));
         return SP_LIKELY(p != NULL) ? memset(p, 0, n) : NULL;   /* pooled objects are dirty */
     }
     return sp_pool_pass_alloc(n, 0, true);

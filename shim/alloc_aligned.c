@@ -1,13 +1,12 @@
 /* alloc_aligned.c — the aligned family, with glibc 2.36's error semantics.
  *
  * Alignments up to 16 are what every pooled class of 16 bytes or more has anyway.  A larger
- * alignment is served by the class jemalloc would use for it (be_class_size_aligned): every
+ * alignment is served by the class jemalloc would use for it (sp_pool_size_aligned): every
  * object of that class is so aligned, pooled or not.  Only what is not a pooled class then
  * goes straight to the backend. */
 #include <errno.h>
 #include <stdint.h>
 
-#include "backend.h"
 #include "pass.h"
 #include "shim.h"
 #include "sizeclass.h"
@@ -20,7 +19,7 @@ void *sp_memalign(size_t align, size_t n)
 {
     if (align <= SP_POOL_ALIGN) return sp_malloc(n < align ? align : n);
     if (n <= sp_max_size) {
-        size_t u = be_class_size_aligned(n ? n : 1, align);
+        size_t u = sp_pool_size_aligned(n ? n : 1, align);
         if (u != 0 && u <= sp_max_size) return sp_malloc(u);
     }
     /* The class jemalloc would use is not a pooled one. */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "pass.h"
 #include "pool.h"
 #include "rotate.h"
 #include "shim.h"
@@ -97,7 +97,7 @@ static void sp_atfork_child(void)
 
 __attribute__((constructor)) static void sp_init(void)
 {
-    be_init();
+    sp_pool_backend_init();
     sp_config_from_env(&sp_cfg);
     if (sp_cfg.stats == SP_STATS_TABLE) {
         int fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
@@ -109,14 +109,12 @@ __attribute__((constructor)) static void sp_init(void)
     sp_exit_key_ok = pthread_key_create(&sp_exit_key, sp_thread_exit) == 0;
     if (!sp_cfg.disable && sp_cfg.max_size > 0) {
         size_t max = sp_sizeclass_init(sp_cfg.max_size);
-        if (sp_pool_init(sp_cfg.cache_bytes)) {
-            /* Pooled objects come from the zone (backend.h), so free() reads the class from
-             * its page map.  Without a zone, free() asks jemalloc for the size. */
-            be_zone_init();
+        sp_pool_set_thread_setup(sp_thread_setup);
+        if (sp_pool_start(sp_cfg.cache_bytes)) {
             /* With rotation on, the rotation thread also decides when jemalloc's dirty pages go
              * back to the kernel (docs/design.md, "Purging"). */
-            sp_rotator_configure(sp_cfg.rotate_ms,
-                                 sp_cfg.rotate_ms > 0 && be_take_over_purging(sp_cfg.rotate_ms));
+            sp_rotator_configure(sp_cfg.rotate_ms, sp_cfg.rotate_ms > 0 &&
+                                                       sp_pool_take_over_purging(sp_cfg.rotate_ms));
             atomic_thread_fence(memory_order_release);
             sp_max_size = max;         /* pools on: the tables above are complete */
         }

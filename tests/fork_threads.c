@@ -154,6 +154,25 @@ static void *child_thread(void *arg)
     return (void *)fails;
 }
 
+/* Why a child did not pass, from waitpid's result w and status st ("" if it did). */
+static const char *child_failure(pid_t w, int st)
+{
+    static char why[128];
+    if (w == 0)
+        return "still running after 10 s: hung (deadlock after fork?)";
+    if (w < 0)
+        snprintf(why, sizeof why, "could not be waited for: %s", strerror(errno));
+    else if (WIFSIGNALED(st))
+        snprintf(why, sizeof why, "killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        snprintf(why, sizeof why, "exited with status %d%s", WEXITSTATUS(st),
+                 WEXITSTATUS(st) == 4 ? " (exec of /bin/true failed)" : " (see its messages)");
+    else
+        why[0] = '\0';
+    return why;
+}
+
 static void child_work(int n)
 {
     /* the main thread's blocks from before the fork */
@@ -273,24 +292,17 @@ int main(int argc, char **argv)
                 break;
             sp_sleep_ms(1);
         }
+        const char *why = child_failure(w, st); /* before kill/waitpid change errno */
         if (w == 0) {
             hung++;
-            CHECK(0, "child %d (pid %d) still running after 10 s: hung (deadlock after fork?)",
-                  n, (int)pid);
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
-        } else if (w != pid) {
-            CHECK(0, "waitpid(%d) failed: %s", (int)pid, strerror(errno));
-        } else if (WIFSIGNALED(st)) {
-            bad_children++;
-            CHECK(0, "child %d killed by signal %d (%s)", n, WTERMSIG(st), strsignal(WTERMSIG(st)));
-        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            bad_children++;
-            CHECK(0, "child %d exited with status %d%s", n, WEXITSTATUS(st),
-                  WEXITSTATUS(st) == 4 ? " (exec of /bin/true failed)" : " (see its messages)");
-        } else {
-            CHECK(1, "ok");
         }
+        /* The child exits 0 only if every check of child_work passed: one check per child. */
+        int passed = w == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (w == pid && !passed)
+            bad_children++;
+        CHECK(passed, "child %d (pid %d) %s", n, (int)pid, why);
         for (int i = 0; i < NPRE; i++)
             if (pre[i])
                 blk_check(pre[i], "parent after fork");

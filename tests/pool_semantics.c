@@ -1,18 +1,20 @@
 /* pool_semantics: Go's TestPool / TestPoolRelease (research.md 1.4), through malloc/free.
  * Must run with SYNCPOOL_ROTATE_MS=0; rotation is driven by syncpool_rotate_now().
  *
- * The classes under test (2560, 640 and 224) are ones that nothing else in this program uses
- * (reading the stats touches stdio's classes only), so the order of Gets is exact.  Class 2560
- * keeps one private object, as Go does; class 224 a private stack of 7 (pool.h, struct sp_priv):
+ * The classes under test (5120, 640 and 224) are ones that nothing else in this program uses
+ * (reading the stats touches stdio's classes only), so the order of Gets is exact.  Class 5120
+ * keeps one private object, as Go does; class 224 a private stack of 36 (pool.h, struct sp_priv):
  *   - Put a, Put b -> Get a (private), Get b (shared head), Get: a miss (empty pool).
  *   - Put a, b, c  -> Get a (private), c, b (the owner pops its shared chain LIFO).
- *   - Class 224, Put o0 .. o8 -> Get o8 .. o0, newest first, with hits_private +7 and
- *     hits_shared +2: Put o7 finds the stack full and moves all of it (o0 .. o6) to the shared
- *     head, Gets take o8, o7 from the stack, then the empty stack takes o3 .. o6 back at once and
- *     hands out o6 (a shared hit), then o5 .. o3 from the stack, then o0 .. o2 the same way.
- *   - The per-P cap through free(): 102 + 70 frees of 2560 B -> 102 cached (256 KiB), 70
- *     released; 103 mallocs after it -> one miss.  The same for class 224 (1170 + 70), whose
- *     whole-stack spills are cut short by the cap.
+ *   - Class 224, Put o0 .. o37 -> Get o37 .. o0, newest first, with hits_private +36 and
+ *     hits_shared +2: Put o36 finds the stack full and moves all of it (o0 .. o35) to the shared
+ *     head, Gets take o37, o36 from the stack, then the empty stack takes o18 .. o35 back at once
+ *     and hands out o35 (a shared hit), then o34 .. o18 from the stack, then o0 .. o17 the same
+ *     way.
+ *   - The per-P cap through free(): 51 + 70 frees of 5120 B -> 51 cached (256 KiB), 70
+ *     released; 52 mallocs after it -> one miss.  For class 224 (1170 + 70), past the cap each
+ *     full private stack sends its oldest half back: between cap - 17 and cap stay cached, the
+ *     rest is released, and as many mallocs as stay cached, then one miss.
  *   - Put 100 (they spill into the shared chain), rotate once -> 100 Gets return exactly those
  *     100 objects (from the victim: hits_victim >= 99, no misses), the 101st is a miss.
  *   - Put 101, rotate twice -> nothing cached, released grew by >= 101, the next Get misses.
@@ -24,10 +26,10 @@
 
 #include <malloc.h>
 
-#define SZ_A 2500 /* class 2560 */
+#define SZ_A 5000 /* class 5120 */
 #define SZ_B 600  /* class 640 */
 #define SZ_C 200  /* class 224 */
-#define PRIV_C 7  /* private objects of class 224 */
+#define PRIV_C 36 /* private objects of class 224: 8192 / 224 (pool.h, SP_PRIV_BYTES) */
 
 /* delta of one class's counter between two snapshots */
 #define D(a, b, size, field)                                                               \
@@ -41,36 +43,42 @@ static void clean(const char *when)
     CHECK(c == 0, "%s: cached_bytes = %llu after two rotations, expected 0", when, c);
 }
 
-/* cap + 70 Puts of one class -> exactly cap cached, 70 released (the refusals free() decides
- * itself, and every 64th, which recounts the chain), then cap Gets from the pool and a miss. */
+/* cap + 70 Puts of one class -> all taken; past the cap each full private stack sends its
+ * oldest batch (b objects, 1 for a single private slot) back: between cap - b + 1 and cap stay
+ * cached, the rest is released (in whole batches), then as many Gets from the pool and a miss. */
 static void cap_test(size_t size, unsigned class_size)
 {
     enum { EXTRA = 70, MAXCAP = 262144 / 224 };
     const int cap = 262144 / (int)class_size;
+    const int priv = 8192 / (int)class_size > 127 ? 127 : 8192 / (int)class_size;
+    const int b = priv > 1 ? (priv + 1) / 2 : 1;
     static void *big[MAXCAP + EXTRA];
     static struct sp_stats s0, s1, s2;
     REQUIRE(cap <= MAXCAP, "cap test: class %u too small", class_size);
     clean("before the cap test");
     for (int i = 0; i < cap + EXTRA; i++)
         REQUIRE((big[i] = malloc(size)) != NULL, "malloc");
+    /* Nothing of the class is cached after clean(), and a miss takes one object. */
     REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    unsigned long long left = sp_stats_class(&s0, size)->cached_bytes / class_size;
     for (int i = 0; i < cap + EXTRA; i++)
         free(big[i]);
     REQUIRE(sp_stats_read(&s1) == 0, "stats");
-    CHECK(D(s0, s1, size, puts) == (unsigned long long)(cap + EXTRA) &&
-              D(s0, s1, size, released) == EXTRA &&
-              sp_stats_class(&s1, size)->cached_bytes == (unsigned long long)cap * class_size,
-          "cap: %d frees of %u B -> puts +%llu released +%llu cached %llu B, expected "
-          "+%d, +%d and %llu B", cap + EXTRA, class_size, D(s0, s1, size, puts),
-          D(s0, s1, size, released), sp_stats_class(&s1, size)->cached_bytes, cap + EXTRA,
-          EXTRA, (unsigned long long)cap * class_size);
-    for (int i = 0; i < cap + 1; i++)
+    unsigned long long rel = D(s0, s1, size, released),
+                       kept = sp_stats_class(&s1, size)->cached_bytes / class_size;
+    CHECK(D(s0, s1, size, puts) == (unsigned long long)(cap + EXTRA) && rel % b == 0 &&
+              left == 0 && kept + rel == (unsigned long long)(cap + EXTRA) &&
+              kept <= (unsigned long long)cap && kept + b > (unsigned long long)cap,
+          "cap: %d frees of %u B (%llu cached before) -> puts +%llu released +%llu cached %llu "
+          "objects, expected +%d, whole batches of %d, and %d - %d .. %d cached", cap + EXTRA,
+          class_size, left, D(s0, s1, size, puts), rel, kept, cap + EXTRA, b, cap, b - 1, cap);
+    for (unsigned long long i = 0; i < kept + 1; i++)
         big[i] = malloc(size);
     REQUIRE(sp_stats_read(&s2) == 0, "stats");
-    CHECK(D(s1, s2, size, gets) == (unsigned long long)(cap + 1) && D(s1, s2, size, misses) == 1,
-          "cap: %d Gets of %u B after it -> gets +%llu misses +%llu, expected +%d and +1",
-          cap + 1, class_size, D(s1, s2, size, gets), D(s1, s2, size, misses), cap + 1);
-    for (int i = 0; i < cap + 1; i++)
+    CHECK(D(s1, s2, size, gets) == kept + 1 && D(s1, s2, size, misses) == 1,
+          "cap: %llu Gets of %u B after it -> gets +%llu misses +%llu, expected +%llu and +1",
+          kept + 1, class_size, D(s1, s2, size, gets), D(s1, s2, size, misses), kept + 1);
+    for (unsigned long long i = 0; i < kept + 1; i++)
         free(big[i]);
 }
 
@@ -82,10 +90,10 @@ int main(void)
     REQUIRE(rm && strcmp(rm, "0") == 0, "run with SYNCPOOL_ROTATE_MS=0 (got %s)", rm ? rm : "unset");
     static struct sp_stats s0, s1, s2, s3;
     REQUIRE(sp_stats_read(&s0) == 0, "stats");
-    REQUIRE(sp_stats_class(&s0, SZ_A) && sp_stats_class(&s0, SZ_A)->size == 2560 &&
+    REQUIRE(sp_stats_class(&s0, SZ_A) && sp_stats_class(&s0, SZ_A)->size == 5120 &&
                 sp_stats_class(&s0, SZ_B) && sp_stats_class(&s0, SZ_B)->size == 640 &&
                 sp_stats_class(&s0, SZ_C) && sp_stats_class(&s0, SZ_C)->size == 224,
-            "classes 2560, 640 and 224 are not in the stats");
+            "classes 5120, 640 and 224 are not in the stats");
 
     /* ---- Put a, Put b -> a, b, miss ---- */
     clean("start");
@@ -118,7 +126,7 @@ int main(void)
     free(g2);
     free(g3);
 
-    /* ---- class 224: a private stack of 7, then the shared head ---- */
+    /* ---- class 224: a private stack of 36, then the shared head ---- */
     clean("before the private-stack test");
     static void *o[PRIV_C + 2];
     for (int i = 0; i < PRIV_C + 2; i++)
@@ -131,7 +139,7 @@ int main(void)
         int w = PRIV_C + 1 - i;
         void *g = malloc(SZ_C);
         if (g != o[w] && order_bad++ < 3)
-            CHECK(0, "class 224, Put o0..o8: Get %d returned %p, expected o%d = %p", i, g, w, o[w]);
+            CHECK(0, "class 224, Put o0..o37: Get %d returned %p, expected o%d = %p", i, g, w, o[w]);
         o[w] = g;
     }
     CHECK(order_bad == 0, "class 224: %d of %d Gets out of newest-first order", order_bad,
@@ -143,18 +151,19 @@ int main(void)
     for (int i = 0; i < PRIV_C + 2; i++)
         free(o[i]);
 
-    /* ---- the per-P cap through free(), for class 2560 (Go's one private slot) and class 224 (a
-     * private stack that spills whole, so the last spill before the cap is cut short) ---- */
+    /* ---- the per-P cap through free(), for class 5120 (Go's one private slot) and class 224 (a
+     * private stack that spills whole, so the last spill before the cap is cut short, and
+     * flushes its oldest half past the cap) ---- */
     {
         const char *cb = getenv("SYNCPOOL_CACHE_BYTES");
         REQUIRE(!cb, "run without SYNCPOOL_CACHE_BYTES (the cap below is the default's)");
-        cap_test(SZ_A, 2560);
+        cap_test(SZ_A, 5120);
         cap_test(SZ_C, 224);
     }
 
     /* ---- 100 Puts, one rotation: all found in the victim ---- */
     enum { N = 100 };
-    static void *obj[N + 1], *back[N + 1];
+    static void *obj[N + 1], *back[N + 64];
     clean("before the 100-object test");
     for (int i = 0; i < N; i++) {
         obj[i] = malloc(SZ_B);
@@ -163,35 +172,38 @@ int main(void)
     for (int i = 0; i < N; i++)
         free(obj[i]);
     REQUIRE(sp_stats_read(&s0) == 0, "stats");
+    unsigned long long held = sp_stats_class(&s0, SZ_B)->cached_bytes / 640, L = held - N;
+    REQUIRE(held == N, "class 640 holds %llu objects after 100 Puts, want 100", held);
     unsigned long rel1 = syncpool_rotate_now();
-    for (int i = 0; i < N; i++)
+    for (unsigned i = 0; i < held; i++)
         back[i] = malloc(SZ_B);
     REQUIRE(sp_stats_read(&s1) == 0, "stats");
-    int foreign = 0, dup = 0;
-    for (int i = 0; i < N; i++) {
+    int foreign = 0, dup = 0, mine = 0;
+    for (unsigned i = 0; i < held; i++) {
         int found = 0;
         for (int j = 0; j < N; j++)
             found |= back[i] == obj[j];
-        for (int j = 0; j < i; j++)
+        for (unsigned j = 0; j < i; j++)
             dup |= back[i] == back[j];
-        if (!found && foreign++ < 3)
-            CHECK(0, "Get #%d after one rotation returned %p, not one of the 100 freed objects",
-                  i, back[i]);
+        mine += found;
+        foreign += !found;
     }
-    CHECK(foreign == 0, "%d of 100 Gets after one rotation were not the freed objects", foreign);
+    CHECK(mine == N && foreign == (int)L, "%d of the %llu Gets after one rotation were the 100 "
+          "freed objects, %d others (want 100 and the %llu the pool held besides)", mine, held,
+          foreign, L);
     CHECK(!dup, "the same object was returned twice");
-    CHECK(D(s0, s1, SZ_B, hits_victim) >= N - 1, "hits_victim +%llu for 100 Gets after one "
-          "rotation, expected >= 99", D(s0, s1, SZ_B, hits_victim));
-    CHECK(D(s0, s1, SZ_B, misses) == 0, "%llu misses among the 100 Gets after one rotation",
-          D(s0, s1, SZ_B, misses));
-    back[N] = malloc(SZ_B);
+    CHECK(D(s0, s1, SZ_B, hits_victim) >= held - 1, "hits_victim +%llu for %llu Gets after one "
+          "rotation, expected >= %llu", D(s0, s1, SZ_B, hits_victim), held, held - 1);
+    CHECK(D(s0, s1, SZ_B, misses) == 0, "%llu misses among the %llu Gets after one rotation",
+          D(s0, s1, SZ_B, misses), held);
+    back[held] = malloc(SZ_B);
     REQUIRE(sp_stats_read(&s2) == 0, "stats");
-    CHECK(D(s1, s2, SZ_B, misses) == 1, "the 101st Get (victim drained): misses +%llu, "
+    CHECK(D(s1, s2, SZ_B, misses) == 1, "the Get after them (victim drained): misses +%llu, "
           "expected 1", D(s1, s2, SZ_B, misses));
     (void)rel1;
 
-    /* ---- 101 Puts, two rotations: all released, then a miss ---- */
-    for (int i = 0; i <= N; i++)
+    /* ---- 101 or more Puts, two rotations: all released, then a miss ---- */
+    for (unsigned i = 0; i <= held; i++)
         free(back[i]);
     REQUIRE(sp_stats_read(&s2) == 0, "stats");
     unsigned long ra = syncpool_rotate_now();

@@ -1,9 +1,14 @@
 /* micro.c — microbenchmarks of the allocator fast paths (not timed tests).
  *
-  *   microbench pairs   N SIZE      N times: p = malloc(SIZE); write a byte; free(p)
-  *   microbench batch   N K SIZE    N/K times: K mallocs, then K frees (LIFO order)
-  *   microbench fifo    N K SIZE    N/K times: K mallocs, then K frees in allocation order
-  *   microbench prodcons N SIZE     one thread mallocs, another frees (through an SPSC ring)
+ *   microbench pairs   N SIZE      N times: p = malloc(SIZE); write a byte; free(p)
+ *   microbench batch   N K SIZE    N/K times: K mallocs, then K frees (LIFO order)
+ *   microbench fifo    N K SIZE    N/K times: K mallocs, then K frees in allocation order
+ *   microbench prodcons N SIZE     one thread mallocs, another frees (through an SPSC ring)
+ *   microbench bulk   N K         N/K times: K mallocs of sizes cycling over 16, 32, 48, 64,
+ *                                 96, 128, 256, then K frees (LIFO order)
+ *   microbench random N LIVE      LIVE objects of random sizes 16..512 (set up before the
+ *                                 timed part), then N times: free a random live one, malloc a
+ *                                 new random size in its place (xorshift, fixed seed)
  *   microbench large  N SIZE      N times: p = malloc(SIZE); touch every page; free(p)
  *   microbench latency N SIZE     N timed malloc+free pairs (a window of 64 live objects, so
  *                                 the shared chain is used too); prints p50/p99/p99.9/max in ns
@@ -62,6 +67,64 @@ static void batch(long n, long k, size_t size, int fifo)
     }
     report(fifo ? "fifo" : "batch", rounds * k, now() - t0);
     free(v);
+}
+
+static const size_t bulk_sizes[] = {16, 32, 48, 64, 96, 128, 256};
+#define BULK_NSIZES (sizeof bulk_sizes / sizeof bulk_sizes[0])
+
+static void bulk(long n, long k)
+{
+    char **v = malloc(sizeof(char *) * (size_t)k);
+    long rounds = n / k;
+    double t0 = now();
+    for (long r = 0; r < rounds; r++) {
+        size_t c = 0;
+        for (long i = 0; i < k; i++) {
+            v[i] = malloc(bulk_sizes[c]);
+            if (!v[i]) abort();
+            v[i][0] = (char)i;
+            c = c + 1 == BULK_NSIZES ? 0 : c + 1;
+        }
+        for (long i = k - 1; i >= 0; i--) free(v[i]);
+    }
+    report("bulk", rounds * k, now() - t0);
+    free(v);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* The set-up (LIVE mallocs) and the final frees are the same at any N, so they cancel in
+ * scripts/callgrind's difference of two runs; what is left is the steady state. */
+static void random_replace(long n, long live)
+{
+    char **v = malloc(sizeof(char *) * (size_t)live);
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (long i = 0; i < live; i++) {
+        v[i] = malloc(16 + (size_t)(xorshift(&s) % 497));
+        if (!v[i]) abort();
+        v[i][0] = (char)i;
+    }
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&s);
+        long k = (long)(((r >> 32) * (uint64_t)live) >> 32);
+        size_t size = 16 + (size_t)(((r & 0xffffffffu) * 497) >> 32);
+        free(v[k]);
+        v[k] = malloc(size);
+        if (!v[k]) abort();
+        v[k][0] = (char)i;
+    }
+    double dt = now() - t0;
+    for (long i = 0; i < live; i++) free(v[i]);
+    free(v);
+    report("random", n, dt);
 }
 
 static void large(long n, size_t size)
@@ -155,12 +218,15 @@ static void prodcons(long n, size_t size)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large|latency N [K] SIZE\n");
+        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large|latency N [K] SIZE\n"
+                        "       microbench bulk N K | random N LIVE\n");
         return 2;
     }
     const char *m = argv[1];
     long n = atol(argv[2]);
     if (!strcmp(m, "pairs")) pairs(n, (size_t)atol(argv[3]));
+    else if (!strcmp(m, "bulk") && atol(argv[3]) > 0) bulk(n, atol(argv[3]));
+    else if (!strcmp(m, "random") && atol(argv[3]) > 0) random_replace(n, atol(argv[3]));
     else if (!strcmp(m, "prodcons")) prodcons(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "large")) large(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "latency")) latency(n, (size_t)atol(argv[3]));

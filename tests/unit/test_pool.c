@@ -169,18 +169,32 @@ static void test_drain_unique(void)
 
 static void test_cap(void)
 {
-    /* One P caches at most cap objects per class; the rest is refused (caller frees). */
-    uint32_t cap = sp_cap[cls48];
+    /* One P caches at most cap objects per class.  A Put past the cap is taken, and the oldest
+     * part of the full private stack (a batch of b, at least 1) goes back to the backend: the
+     * pool then holds between cap - b + 1 and cap objects, and every Put is either still
+     * cached or was released (counted), newest kept. */
+    uint32_t cap = sp_cap[cls48], b = sp_priv_batch[cls48] ? sp_priv_batch[cls48] : 1;
     CHECK(cap == CACHE_BYTES / 48, "cap %u", cap);
-    long accepted = 0, refused = 0;
+    struct sp_class_stats s0 = stats_of(cls48);
+    long accepted = 0;
+    void *newest = NULL;
     for (uint32_t i = 0; i < cap + 100; i++) {
-        void *x = obj();
+        void *x = newest = obj();
         if (sp_pool_put(cls48, x)) accepted++;
-        else { refused++; be_free(x); }
+        else be_free(x);
     }
-    CHECK(accepted == cap && refused == 100, "accepted %ld refused %ld (cap %u)", accepted,
-          refused, cap);
-    CHECK(drain(cls48) == (long)cap, "drained a different number than accepted");
+    struct sp_class_stats s1 = stats_of(cls48);
+    uint64_t released = s1.released - s0.released;
+    CHECK(accepted == (long)cap + 100, "accepted %ld of %u Puts", accepted, cap + 100);
+    CHECK(released % b == 0 && released >= 100 && released <= 100 + b - 1,
+          "released %llu past the cap (batches of %u, want 100 .. %u)",
+          (unsigned long long)released, b, 100 + b - 1);
+    void *first = sp_pool_get(cls48);
+    CHECK(first == newest, "the first Get after the flushes is not the newest Put");
+    if (first) be_free(first);
+    long left = drain(cls48) + (first != NULL);
+    CHECK(left == (long)(cap + 100 - released), "drained %ld, want %llu (Puts not released)", left,
+          (unsigned long long)(cap + 100 - released));
 }
 
 static void *put_and_exit(void *arg)
@@ -226,11 +240,14 @@ static void *cache_stack_and_wait(void *arg)
 static void test_steal_many_ps(void)
 {
     /* 70 other Ps (more than one chunk of ids): every shared object is stolen, none lost, and
-     * no private one.  A steal takes half of what a ring holds, rounded up: a ring of b = k
-     * takes `ops` steals to empty. */
+     * no private one.  A steal takes half of what a ring holds, rounded up, at most SP_STEAL_MAX:
+     * a ring of b = k takes `ops` steals to empty. */
     enum { T = 70 };
     unsigned k = sp_priv_cap[cls48], b = k, ops = 0;
-    for (unsigned left = b; left; left -= (left + 1) / 2) ops++;
+    for (unsigned left = b; left; ops++) {
+        unsigned half = (left + 1) / 2;
+        left -= half < SP_STEAL_MAX ? half : SP_STEAL_MAX;
+    }
     pthread_t th[T];
     void *cached[T][SP_PRIV_MAX + 1];
     pthread_barrier_init(&bar_cached, NULL, T + 1);
@@ -301,9 +318,6 @@ static bool second_step_put(struct sp_thread *t, size_t c, void *x)
         return true;
     case SP_PUT_SPILL:
         return sp_put_spill_or_free(t, c, x);   /* the cap is far: never frees x here */
-    case SP_PUT_REFUSED:
-        sp_rcu_exit(&t->rcu);
-        return false;
     default:
         return sp_put_rest(t, c, x);
     }
@@ -314,10 +328,16 @@ static void *stress_thread(void *arg)
     int me = (int)(intptr_t)arg;
     unsigned seed = 12345u + (unsigned)me;
     attach();
-    enum { HOLD = 64 };
+    enum { HOLD = 512 };
     struct tracked *held[HOLD] = {0};
     for (long i = 0; i < stress_iters; i++) {
-        int k = (int)(rand_r(&seed) % HOLD);
+        /* Phases of 2048 ops that mostly Get, then mostly Put: the live set and the pool swing
+         * between empty and HOLD, past the private stack both ways. */
+        unsigned r = (unsigned)rand_r(&seed);
+        bool getting = (i >> 11) & 1, want_get = (r & 7) < 6 ? getting : !getting;
+        int k = (int)((r >> 3) % HOLD);
+        for (int probe = 0; probe < HOLD && (held[k] != NULL) == want_get; probe++)
+            k = (k + 1) % HOLD;
         if (held[k]) {
             struct tracked *t = held[k];
             atomic_store(&t->owner, -1);
@@ -365,11 +385,14 @@ static void test_stress_rotation(void)
     CHECK(atomic_load(&stress_errors) == 0, "%ld objects handed to two owners",
           atomic_load(&stress_errors));
     CHECK(sp_rotations() > r0, "no rotation happened during the stress");
+    struct sp_class_stats st = stats_of(cls48);
+    CHECK(st.hits_shared > 0, "the stress never refilled a private stack from a shared chain");
     sp_rotate_once();
     sp_rotate_once();
     CHECK(stats_of(cls48).cached_bytes == 0, "objects left after two final rotations");
-    printf("stress: %d threads x %ld ops, %llu rotations\n", T, stress_iters,
-           (unsigned long long)(sp_rotations() - r0));
+    printf("stress: %d threads x %ld ops, %llu rotations, %llu shared hits, %llu steals\n", T,
+           stress_iters, (unsigned long long)(sp_rotations() - r0),
+           (unsigned long long)st.hits_shared, (unsigned long long)st.steals);
 }
 
 int main(void)
