@@ -101,6 +101,27 @@ static inline void obj_fill(void *p, size_t n, uint32_t tag)
     }
 }
 
+/* A live object of the random-size workloads: its block, size and tag (obj_fill, obj_check). */
+struct bench_obj {
+    void *p;
+    uint32_t n;
+    uint32_t tag;
+};
+
+/* A fresh object of a random small size (8..1024 B, skewed to the small end), filled with tag. */
+static inline void obj_new_random(const char *prog, struct bench_obj *o, uint64_t *rng,
+                                  uint32_t tag)
+{
+    size_t n = rng_small_size(rng, 8, 1024);
+    void *p = malloc(n);
+    if (!p)
+        bench_fail(prog, "malloc(%zu) returned NULL", n);
+    obj_fill(p, n, tag);
+    o->p = p;
+    o->n = (uint32_t)n;
+    o->tag = tag;
+}
+
 /* Checks the stamp obj_fill(p, n, tag) wrote; 0 if intact. */
 static inline int obj_check(const void *p, size_t n, uint32_t tag)
 {

@@ -12,27 +12,14 @@
 
 #define USAGE "OPS [LIVE]"
 
-struct obj {
-    void *p;
-    uint32_t n;
-    uint32_t tag;
-};
-
 static const char *prog = "random";
 
-static void obj_new(struct obj *o, uint64_t *rng, uint32_t tag)
+static void obj_new(struct bench_obj *o, uint64_t *rng, uint32_t tag)
 {
-    size_t n = rng_small_size(rng, 8, 1024);
-    void *p = malloc(n);
-    if (!p)
-        bench_fail(prog, "malloc(%zu) returned NULL", n);
-    obj_fill(p, n, tag);
-    o->p = p;
-    o->n = (uint32_t)n;
-    o->tag = tag;
+    obj_new_random(prog, o, rng, tag);
 }
 
-static void obj_free(struct obj *o)
+static void obj_free(struct bench_obj *o)
 {
     if (obj_check(o->p, o->n, o->tag) != 0)
         bench_fail(prog, "object %p (size %u, tag %u) was overwritten", o->p, o->n, o->tag);
@@ -43,7 +30,7 @@ int main(int argc, char **argv)
 {
     size_t ops = bench_arg(argc, argv, 1, 10000000, USAGE);
     size_t live = bench_arg(argc, argv, 2, 10000, USAGE);
-    struct obj *set = calloc(live, sizeof *set);
+    struct bench_obj *set = calloc(live, sizeof *set);
     if (!set)
         bench_fail(prog, "calloc of %zu slots failed", live);
     uint64_t rng = rng_seed(42);

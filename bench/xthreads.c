@@ -25,16 +25,10 @@
 #define BATCH 64
 #define DRAIN_EVERY 32
 
-struct obj {
-    void *p;
-    uint32_t n;
-    uint32_t tag;
-};
-
 struct batch {
     struct batch *next;
     size_t count;
-    struct obj items[BATCH];
+    struct bench_obj items[BATCH];
 };
 
 struct inbox {
@@ -55,19 +49,12 @@ static uint64_t handoff_threshold;      /* of a 32-bit random number: pct * 2^32
 static pthread_barrier_t start;
 static atomic_size_t finished;
 
-static void obj_new(struct obj *o, uint64_t *rng, uint32_t tag)
+static void obj_new(struct bench_obj *o, uint64_t *rng, uint32_t tag)
 {
-    size_t n = rng_small_size(rng, 8, 1024);
-    void *p = malloc(n);
-    if (!p)
-        bench_fail(prog, "malloc(%zu) returned NULL", n);
-    obj_fill(p, n, tag);
-    o->p = p;
-    o->n = (uint32_t)n;
-    o->tag = tag;
+    obj_new_random(prog, o, rng, tag);
 }
 
-static void obj_free(const struct obj *o, const char *whose)
+static void obj_free(const struct bench_obj *o, const char *whose)
 {
     if (obj_check(o->p, o->n, o->tag) != 0)
         bench_fail(prog, "%s object %p (size %u, tag %08x) was overwritten", whose, o->p, o->n,
@@ -110,7 +97,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     uint64_t rng = rng_seed(1000 + w->id);
     uint32_t tag = (uint32_t)w->id << 24;
-    struct obj *live = calloc(live_per_thread, sizeof *live);
+    struct bench_obj *live = calloc(live_per_thread, sizeof *live);
     struct batch **out = calloc(nthreads, sizeof *out);
     if (!live || !out)
         bench_fail(prog, "calloc failed");
