@@ -116,8 +116,8 @@ static uint64_t sp_give_back(struct sp_gen *g, struct sp_dequeue *retired)
 
 uint64_t sp_rotate_once(void)
 {
-    /* A writer inside a section would wait for itself in sp_rcu_synchronize. */
-    sp_assert(!(sp_self.rcu.seq & 1));
+    /* Not from inside the allocator (nor a section: sp_rcu_synchronize checks that). */
+    sp_assert(!sp_guard_held(&sp_self.guard));
     pthread_mutex_lock(&sp_rot_serial);
     pthread_mutex_lock(&sp_rot_lock);
     sp_assert(sp_nspare >= 0 && sp_nspare <= 2);
@@ -291,7 +291,7 @@ static void sp_rot_start_locked_life(void)
 
 void sp_rotator_user_add(void)
 {
-    sp_assert(!(sp_self.rcu.seq & 1));      /* outside any read-side section */
+    sp_assert(!sp_guard_held(&sp_self.guard));   /* not inside the allocator */
     pthread_mutex_lock(&sp_rot_lock);
     sp_rot_users++;
     bool start = sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
@@ -327,7 +327,7 @@ void sp_rotator_stop(void)
 bool sp_rotator_pause(void)
 {
     bool joined = false;
-    sp_assert(!(sp_self.rcu.seq & 1));      /* outside any read-side section */
+    sp_assert(!sp_guard_held(&sp_self.guard));   /* not inside the allocator */
     pthread_mutex_lock(&sp_rot_life);
     pthread_mutex_lock(&sp_rot_lock);
     sp_rot_paused++;
@@ -350,25 +350,26 @@ void sp_rotator_resume(void)
 
 /* ---- fork ----------------------------------------------------------------------------------- */
 
+/* liburcu-bp's locks come first: its prepare waits for a grace period in progress, whose readers
+ * may need the backend's locks (a section that makes a pblock) before they can end. */
 void sp_rotator_fork_prepare(void)
 {
+    sp_rcu_fork_prepare();
     pthread_mutex_lock(&sp_rot_lock);
     sp_pool_fork_prepare();
     be_fork_prepare();
-    sp_rcu_fork_prepare();
 }
 
 void sp_rotator_fork_parent(void)
 {
-    sp_rcu_fork_parent();
     be_fork_parent();
     sp_pool_fork_parent();
     pthread_mutex_unlock(&sp_rot_lock);
+    sp_rcu_fork_parent();
 }
 
 void sp_rotator_fork_child(void)
 {
-    sp_rcu_fork_child();
     be_fork_child();
     sp_pool_fork_child();
     /* The rotation thread does not exist here, nor does any thread that held sp_rot_serial or
@@ -382,6 +383,7 @@ void sp_rotator_fork_child(void)
     sp_rot_users = 0;
     sp_rot_quit = false;
     sp_rot_paused = 0;
+    sp_rcu_fork_child();
     /* A rotation was between publishing and giving back (see sp_inflight). */
     if (sp_inflight_aged || sp_inflight_retired) {
         sp_orphan_aged = sp_inflight_aged;

@@ -1,35 +1,35 @@
 /* get.c — Get past the private stack: the own shared chain's head, stealing from the other Ps'
- * tails, the victim generation, and a miss to the backend (Go's getSlow, then New). */
+ * tails, the victim generation (Go's getSlow), and a miss to the backend (Go's New). */
 #include <errno.h>
 
 #include "batch.h"
 #include "gen.h"
 
-/* The rest of a batch steal becomes mine: my private stack as far as it has room, then my shared
- * chain (one head add for the lot), as far as the cap allows; the remainder goes back to the
- * backend (counted as overflow).  Not counted as Puts: each was put once, by the P it was stolen
- * from.  t->pb belongs to g. */
-static void sp_keep_stolen(struct sp_thread *t, struct sp_gen *g, size_t cls, void **v,
-                           uint32_t n)
+/* The rest of a batch stolen from another P's tail becomes mine: my private stack as far as it has
+ * room, then my shared chain (one head add for the lot), as far as the cap allows; the remainder
+ * goes back to the backend (counted as overflow).  Not counted as Puts: each was put once, by
+ * the P it came from.  Inside the section in which g was loaded; t->pb belongs to g. */
+static void sp_keep_taken(struct sp_thread *t, struct sp_gen *g, size_t cls, void **v, uint32_t n)
 {
-    struct sp_pblock *pb = t->pb ? t->pb : sp_pblock_refresh(t, g, true);
+    struct sp_pcache *pc = t->pc;
     uint32_t kept = 0;
-    if (pb) {
-        while (kept < n && sp_priv_push(pb, cls, v[kept])) kept++;
+    while (kept < n && sp_priv_push(pc, cls, v[kept])) kept++;
+    struct sp_pblock *pb = kept < n && !t->pb ? sp_pblock_refresh(t, g, true) : t->pb;
+    if (pb && kept < n) {
         struct sp_own *o = &pb->own[cls];
         /* cap counts the private stack, which is full if anything is left. */
-        uint32_t used = o->count + sp_priv_cap[cls];
-        uint32_t room = used < sp_cap[cls] ? sp_cap[cls] - used : 0;
+        uint32_t room = sp_cap_room(o, cls);
         uint32_t k = n - kept < room ? n - kept : room;
         k = sp_chain_push_head_n(&o->head, &pb->tail[cls], v + kept, k);
         o->count += k;
         kept += k;
     }
-    for (uint32_t i = kept; i < n; i++) {
-        be_free_class(v[i], sp_class_size[cls], t->zone_flags);
-        sp_count(t->proc, cls, SP_C_OVERFLOW);
+    if (kept < n) {
+        be_free_class_n(v + kept, n - kept, sp_class_size[cls], t->zone_flags);
+        sp_count_n(t->proc, (unsigned)cls, SP_C_OVERFLOW, n - kept);
     }
 }
+
 
 /* Steal from the other Ps' shared tails, starting after me (Go's order); n > 1 Ps.  Out of
  * line, with its batch buffer, so that a miss with nobody to steal from stays cheap. */
@@ -43,33 +43,31 @@ static __attribute__((noinline)) void *sp_steal(struct sp_thread *t, struct sp_g
         struct sp_pblock *pb = sp_gen_pblock(g, p);
         void *got[SP_STEAL_MAX];
         uint32_t k;
+        /* A batch with one CAS: where one thread frees what another allocates, each steal then
+         * pays for many Gets. */
         if (pb && (k = sp_chain_pop_tail_n(&pb->tail[cls], got, SP_STEAL_MAX)) != 0) {
-            sp_count(t->proc, cls, SP_C_STEAL);
-            if (k > 1) sp_keep_stolen(t, g, cls, got + 1, k - 1);
+            sp_count(t->proc, (unsigned)cls, SP_C_STEAL);
+            if (k > 1) sp_keep_taken(t, g, cls, got + 1, k - 1);
             return got[0];
         }
     }
     return NULL;
 }
 
-/* The victim v: my private stack, then every P's shared tail starting with mine.  Victim objects
- * are taken only after all primaries, so unused ones age out. */
+/* The victim v: every P's shared tail, starting with mine (where my private stacks went when I
+ * saw the new generation).  One object, as Go's getSlow takes: victim objects are taken only
+ * after all primaries and one at a time, so those nobody needs age out. */
 static __attribute__((noinline)) void *sp_get_victim(struct sp_thread *t, struct sp_gen *v,
                                                      size_t cls, uint32_t n)
 {
     uint32_t me = t->proc->id;
-    void *x;
-    struct sp_pblock *pb = sp_gen_pblock(v, me);
-    if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {   /* my own P's: owner-only, as in local */
-        sp_count(t->proc, cls, SP_C_HIT_VICTIM);
-        return x;
-    }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t p = me + i;
         if (p >= n) p -= n;
-        pb = sp_gen_pblock(v, p);
+        struct sp_pblock *pb = sp_gen_pblock(v, p);
+        void *x;
         if (pb && (x = sp_chain_pop_tail(&pb->tail[cls])) != NULL) {
-            sp_count(t->proc, cls, SP_C_HIT_VICTIM);
+            sp_count(t->proc, (unsigned)cls, SP_C_HIT_VICTIM);
             return x;
         }
     }
@@ -79,49 +77,58 @@ static __attribute__((noinline)) void *sp_get_victim(struct sp_thread *t, struct
     return NULL;
 }
 
-/* Steal, then the victim, then a miss (Go's getSlow). */
-static void *sp_get_slow(struct sp_thread *t, struct sp_gen *g, size_t cls)
-{
-    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
-    void *x;
-    if (n > 1 && (x = sp_steal(t, g, cls, n)) != NULL) return x;
-    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
-    if (sp_victim_worth_searching(v, g, cls) && (x = sp_get_victim(t, v, cls, n)) != NULL)
-        return x;
-    sp_count(t->proc, cls, SP_C_MISS);
-    return NULL;
-}
-
-/* Past the private stack: own shared head, then steal and victim.  Inside a section; the
- * thread is ACTIVE. */
-static void *sp_get_more(struct sp_thread *t, size_t cls)
+/* Inside a section: my private stack (it may have objects if the fast path saw "off"), my shared
+ * chain's head, then steal, then the victim.  NULL: a miss (counted).  off: my fast paths are
+ * off, and I hold my pcache's claim. */
+static void *sp_get_inside(struct sp_thread *t, size_t cls, bool off)
 {
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
     struct sp_pblock *pb = t->pb;
+    struct sp_pcache *pc = t->pc;
     void *x;
-    if (g->seq != t->gen_seq) pb = sp_pblock_refresh(t, g, false);
-    /* My private stack: empty if the fast path just looked at it, but it saw "off" (a new
-     * generation, or none of mine yet), and the refill below must find it empty. */
-    if (pb && (x = sp_priv_pop(pb, cls)) != NULL) {
-        sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
+    if (off || g->seq != t->gen_seq) pb = sp_pblock_refresh(t, g, false);
+    if ((x = sp_priv_pop(pc, cls)) != NULL) {
+        sp_owner_inc(&pc->cnt[SP_PC_HIT_PRIVATE][cls]);
         return x;
     }
     /* count never undercounts (only steals go unseen), so 0 means the chain is empty: skip the
-     * walk back through older rings, which nobody unlinks while no thief runs. */
+     * walk back through older rings. */
     if (pb && pb->own[cls].count) {
-        if ((x = sp_priv_refill(pb, cls)) != NULL) {
-            sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
+        if ((x = sp_priv_refill(pc, pb, cls)) != NULL) {
+            sp_owner_inc(&pc->cnt[SP_PC_HIT_SHARED][cls]);
             return x;
         }
         pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
     }
-    return sp_get_slow(t, g, cls);
+    uint32_t n = atomic_load_explicit(&sp_nprocs, memory_order_acquire);
+    if (n > 1 && (x = sp_steal(t, g, cls, n)) != NULL) return x;
+    /* local, then victim: the order sp_pool_publish stores them in reverse (see there). */
+    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
+    if (sp_victim_worth_searching(v, g, cls) && (x = sp_get_victim(t, v, cls, n)) != NULL)
+        return x;
+    sp_count(t->proc, (unsigned)cls, SP_C_MISS);
+    return NULL;
+}
+
+void *sp_pool_get_more(struct sp_thread *t, size_t cls)
+{
+    sp_assert(t->state == SP_T_ACTIVE && sp_guard_held(&t->guard));
+    bool off = sp_fast_paths_are_off(t);
+    if (off && !sp_pcache_claim(t->pc)) {   /* the rotation is ageing my stacks (gen.c) */
+        sp_count(t->proc, (unsigned)cls, SP_C_MISS);
+        return NULL;
+    }
+    sp_rcu_read_lock();
+    void *x = sp_get_inside(t, cls, off);
+    sp_rcu_read_unlock();
+    if (off) sp_pcache_unclaim(t->pc);
+    return x;
 }
 
 void *sp_get_rest(struct sp_thread *t, size_t cls)
 {
-    void *x = SP_LIKELY(t->state == SP_T_ACTIVE) ? sp_get_more(t, cls) : NULL;
-    sp_rcu_exit(&t->rcu);
+    void *x = SP_LIKELY(t->state == SP_T_ACTIVE) ? sp_pool_get_more(t, cls) : NULL;
+    sp_guard_exit(&t->guard);
     return x;
 }
 
@@ -142,36 +149,11 @@ static __attribute__((noinline)) int sp_zone_flags_first(struct sp_thread *t)
 
 void *sp_pool_miss(struct sp_thread *t, size_t cls)
 {
+    /* The guard stays held over the backend call: a signal handler interrupting it is nested. */
+    sp_assert(sp_guard_held(&t->guard));
     int zf = t->zone_flags;
     if (SP_UNLIKELY(zf == 0)) zf = sp_zone_flags_first(t);
     void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], 0, zf);
     if (SP_UNLIKELY(x == NULL)) x = sp_pool_alloc_class_after_oom(t, cls, 0);
-    /* The backend call was inside the section: a signal handler interrupting it is nested. */
-    sp_rcu_exit(&t->rcu);
-    sp_pool_drain_deferred(t);
     return x;
 }
-
-__attribute__((noinline)) void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls)
-{
-    void *x = sp_get_more(t, cls);
-    if (x) {
-        sp_rcu_exit(&t->rcu);
-        return x;
-    }
-    return sp_pool_miss(t, cls);
-}
-
-void *sp_get_shared_or_alloc(struct sp_thread *t, size_t cls)
-{
-    struct sp_pblock *pb = t->pb;
-    void *x = sp_priv_refill(pb, cls);
-    if (SP_UNLIKELY(x == NULL)) {
-        pb->own[cls].count = 0;   /* a full walk found nothing, and only I push: empty */
-        return sp_get_rest_or_alloc(t, cls);
-    }
-    sp_owner_inc(&pb->cnt[SP_PB_HIT_SHARED][cls]);
-    sp_rcu_exit(&t->rcu);
-    return x;
-}
-

@@ -8,14 +8,14 @@
 #include "nested.h"
 #include "pass.h"
 
-/* sp_pblock_off's stacks: every top at sp_off_stack[1].slot[0], which is aligned as a stack
+/* sp_pcache_off's stacks: every top at sp_off_stack[1].slot[0], which is aligned as a stack
  * (full) and has NULL below it (empty). */
 static const struct sp_priv sp_off_stack[2];
-const struct sp_pblock sp_pblock_off = {
+const struct sp_pcache sp_pcache_off = {
     .top = {[0 ... SP_MAX_CLASSES - 1] = (void **)&sp_off_stack[1].slot[0]}};
 
 __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec"))) = {
-    .get_pb = SP_PB_OFF, .put_pb = SP_PB_OFF};
+    .get_pc = SP_PC_OFF, .put_pc = SP_PC_OFF};
 uint32_t sp_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_batch[SP_MAX_CLASSES];
@@ -66,27 +66,26 @@ void sp_pool_set_thread_setup(bool (*setup)(void)) { sp_thread_setup_fn = setup;
  * (Before start-up there are no classes yet: only malloc(0) gets here then.) */
 static __attribute__((noinline)) void *sp_alloc_unpooled(struct sp_thread *t, size_t c)
 {
-    sp_rcu_exit(&t->rcu);
+    sp_guard_exit(&t->guard);
     if (t->state == SP_T_NEW && sp_thread_setup_fn && sp_thread_setup_fn()) return sp_pool_alloc(c);
     if (!sp_nclasses) return sp_pool_pass_alloc(1, 0, false);
     return sp_pool_alloc_unpooled(c, false);
 }
 
-/* Past a missed private stack, inside the section the inline part opened.  Whether my own
- * shared chain can refill my private stack is decided inline; the refill itself
- * (sp_get_shared_or_alloc) and everything else are tail calls, so this function saves no
- * registers. */
+/* Past a missed private stack, with the guard held: the rest of Get, then the backend. */
 __attribute__((noinline)) void *sp_alloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_alloc_unpooled(t, c);
-    if (SP_LIKELY(sp_pool_has_shared(t, c))) return sp_get_shared_or_alloc(t, c);
-    if (sp_pool_miss_now(t, c)) return sp_pool_miss(t, c);
-    return sp_get_rest_or_alloc(t, c);
+    void *x = sp_pool_get_more(t, c);
+    if (!x) x = sp_pool_miss(t, c);
+    sp_guard_exit(&t->guard);
+    sp_pool_drain_deferred(t);
+    return x;
 }
 
 static __attribute__((noinline)) bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
-    sp_rcu_exit(&t->rcu);
+    sp_guard_exit(&t->guard);
     if (t->state == SP_T_NEW && sp_thread_setup_fn && sp_thread_setup_fn())
         return sp_pool_put_or(c, p, sp_free_rest);
     sp_pool_free_unpooled(c, p);
@@ -97,13 +96,10 @@ static __attribute__((noinline)) bool sp_free_unpooled(struct sp_thread *t, size
 __attribute__((noinline)) bool sp_free_rest(struct sp_thread *t, size_t c, void *p)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_free_unpooled(t, c, p);
-    int r = sp_pool_put_shared(t, c, p);
-    if (SP_LIKELY(r == SP_PUT_TAKEN)) {
-        sp_rcu_exit(&t->rcu);
-        return true;
-    }
-    if (r == SP_PUT_SPILL) return sp_put_spill_or_free(t, c, p);
-    return sp_put_rest_or_free(t, c, p);
+    sp_pool_put_more(t, c, p);
+    sp_guard_exit(&t->guard);
+    sp_pool_drain_deferred(t);
+    return true;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -128,31 +124,52 @@ bool sp_pool_init(size_t cache_bytes)
 
 void sp_pool_forget(struct sp_thread *t)
 {
-    atomic_store_explicit(&t->get_pb, SP_PB_OFF, memory_order_relaxed);
-    atomic_store_explicit(&t->put_pb, SP_PB_OFF, memory_order_relaxed);
+    atomic_store_explicit(&t->get_pc, SP_PC_OFF, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pc, SP_PC_OFF, memory_order_relaxed);
     t->proc = NULL;
+    t->pc = NULL;
     t->pb = NULL;
     t->gen_seq = 0;
 }
 
 bool sp_thread_attach(struct sp_thread *t)
 {
-    t->proc = sp_proc_acquire();
-    if (!t->proc) return false;
+    struct sp_proc *p = sp_proc_acquire();
+    if (!p) return false;
+    /* The P's private stacks: made by its first owner, inherited by the next ones. */
+    if (!p->pc) {
+        struct sp_pcache *pc = sp_pcache_new();
+        if (!pc) {
+            sp_proc_release(p);
+            return false;
+        }
+        __atomic_store_n(&p->pc, pc, __ATOMIC_RELEASE);   /* statistics read it (gen.c) */
+    }
+    t->proc = p;
+    t->pc = p->pc;
     t->gen_seq = 0;            /* no generation has seq 0: the first Get/Put looks its pblock up */
     t->pb = NULL;
-    /* The fast paths stay "off" until the first slow path points them at a pblock. */
-    sp_rcu_register(&t->rcu, t);
+    /* The fast paths stay "off" until the first slow path points them at my private stacks;
+     * from here on the rotation turns them off at each new generation. */
+    sp_proc_set_owner(p, t);
     return true;
 }
 
 void sp_thread_detach(struct sp_thread *t)
 {
-    /* From here on the rotation no longer writes my fast paths (my TLS may go away). */
-    sp_rcu_unregister(&t->rcu);
     struct sp_proc *p = t->proc;
+    if (!p) return;
+    /* From here on the rotation no longer writes my fast paths (my TLS may go away). */
+    sp_proc_set_owner(p, NULL);
+    atomic_store_explicit(&t->get_pc, SP_PC_OFF, memory_order_relaxed);
+    atomic_store_explicit(&t->put_pc, SP_PC_OFF, memory_order_relaxed);
+    /* What only I could reach goes where other Ps can steal it and the rotation ages it.  Under
+     * the guard: a signal handler that allocates meanwhile must not enter the backend. */
+    bool nested = sp_guard_enter(&t->guard);
+    sp_assert(!nested);                    /* called from a thread-exit destructor */
+    sp_pcache_retire(t);
+    if (!nested) sp_guard_exit(&t->guard);
     sp_pool_forget(t);
     /* Release: all I did as this P happens-before what its next owner does. */
-    if (p) sp_proc_release(p);
+    sp_proc_release(p);
 }
-

@@ -1,7 +1,7 @@
 /* pool.h — sync.Pool in C: one pool per size class (Go's sync/pool.go).
  *
  * Each P owns, per class, a `private` stack (Go's private slot, holding up to SP_PRIV_MAX
- * objects instead of one, see below) and a `shared` poolChain.  The pools of all classes
+ * objects instead of one, see below) and a `shared` poolChain.  The shared chains of all classes
  * live together in one generation: `local` (where Puts go) and `victim` (the previous local,
  * searched last).  Rotation (cleanup/) makes local the victim and publishes a fresh empty local,
  * exactly as Go's poolCleanup does at each GC.  A generation holds, per P, one sp_pblock.
@@ -12,14 +12,24 @@
  *   (A private stack of several objects trades with its shared head in batches, see
  *   sp_priv_batch: the order of a P's Gets is the same.)
  *
- * All of it runs inside an RCU read-side critical section, so a generation (and any ring
- * retired from one) is freed only after every Get/Put that could see it has finished. */
+ * Who may free what (rcu.h): the generations, their pblocks and the chains' rings are read by
+ * other threads and freed by the rotation after a grace period, so they are used only inside a
+ * read-side section, which the slow paths open and close.  The private stacks are not in a
+ * generation: they live in the P's sp_pcache, which the process keeps for good and only the
+ * P's owner touches, so the fast paths (a private hit, a Put onto a private stack that is not
+ * full) open no section.  The rotation never touches a private stack; it tells each owner that
+ * the generation changed (sp_thread.get_pc/put_pc), and the owner moves its private objects to
+ * its pblock in the victim at its next Get or Put (gen.c, sp_pcache_age): Go's poolCleanup, done
+ * by the owner.  An owner that exits moves them to its shared chains first (sp_thread_detach),
+ * and the stacks of an owner that is idle (outside the allocator) are aged by the rotation, after
+ * a handshake that needs nothing from the fast paths (gen.c, "Idle Ps"). */
 #ifndef SYNCPOOL_POOL_H
 #define SYNCPOOL_POOL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include "chain.h"
+#include "guard.h"
 #include "procs.h"
 #include "rcu.h"
 #include "sizeclass.h"
@@ -32,7 +42,7 @@
  * few objects per class make a program whose live set is a few hundred objects trade with the
  * shared chain every few calls (a locked add or a CAS each time: docs/performance.md, bulk); a
  * stack sized like jemalloc's thread cache bins makes both rare.  A stack is SP_PRIV_SLOTS
- * pointers, aligned to its own size, and `top` (in the pblock) points at the next free slot:
+ * pointers, aligned to its own size, and `top` (in the pcache) points at the next free slot:
  *   - slot[base - 1] is NULL and never written (base = SP_PRIV_SLOTS - sp_priv_cap[class], >= 1),
  *     and every slot from base to top - 1 holds an object: so top[-1] == NULL means "empty" (Get
  *     needs no count: the load it does anyway tells it);
@@ -58,36 +68,45 @@ struct sp_own {
     uint32_t count;              /* objects in the shared chain: exact but for steals */
 };
 
-/* Counters kept in the pblock (one unlocked add on the fast paths), and their P counters. */
-enum { SP_PB_HIT_PRIVATE, SP_PB_PUT, SP_PB_HIT_SHARED, SP_PB_NCOUNTERS };
-static const enum sp_counter sp_pb_counter[SP_PB_NCOUNTERS] = {SP_C_HIT_PRIVATE, SP_C_PUT,
+/* Counters the fast paths keep in the pcache (one unlocked add), and the P counters they are. */
+enum { SP_PC_HIT_PRIVATE, SP_PC_PUT, SP_PC_HIT_SHARED, SP_PC_NCOUNTERS };
+static const enum sp_counter sp_pc_counter[SP_PC_NCOUNTERS] = {SP_C_HIT_PRIVATE, SP_C_PUT,
                                                                SP_C_HIT_SHARED};
 
-/* One P's pools in one generation (Go's poolLocal, for every class at once). */
-struct sp_pblock {
-    /* The fast paths' part, owner-only: the private stacks' tops and the counters the fast paths
-     * keep, which are folded into the P's totals when the generation is recycled (sp_pb_counter
-     * says which), then the private stacks themselves. */
+/* One P's private stacks, for every class (Go's poolLocal.private).  Made with the P (procs.h,
+ * sp_proc.pc) and kept for the life of the process: a thread that takes the P id later inherits
+ * it.  Owner-only: plain loads and stores, no section.  gen_seq is the generation its objects
+ * belong to: the owner moves them to the victim when it sees a newer one (gen.c). */
+struct sp_pcache {
     void **top[SP_MAX_CLASSES];
-    uint64_t cnt[SP_PB_NCOUNTERS][SP_MAX_CLASSES];
-    struct sp_own own[SP_MAX_CLASSES];
+    uint64_t cnt[SP_PC_NCOUNTERS][SP_MAX_CLASSES];   /* read (relaxed) by statistics */
+    uint64_t gen_seq;
+    /* Who may age the stacks (gen.c, "Idle Ps"): 0, or 1 while the owner's slow path or the
+     * rotation does.  The fast paths never look at it. */
+    _Atomic uint32_t claim;
     struct sp_priv priv[SP_MAX_CLASSES];
+};
+
+/* One P's shared chains in one generation (the rest of Go's poolLocal, for every class at once).
+ * Read by thieves and freed by the rotation: inside sections only. */
+struct sp_pblock {
+    struct sp_own own[SP_MAX_CLASSES];
     /* Oldest ring of each shared chain: read (and rarely swung) by thieves, so it is kept off
-     * the cache lines the owner writes on every Get/Put (Go pads poolLocal for the same reason). */
+     * the cache lines the owner writes (Go pads poolLocal for the same reason). */
     struct sp_dequeue *_Atomic tail[SP_MAX_CLASSES] __attribute__((aligned(128)));
 };
 
-/* What the fast paths see instead of a pblock when they must not use one: every private stack
- * both empty and full (its tops point at a 64-aligned address after a NULL), so Gets and Puts
+/* What the fast paths see instead of a pcache when they must not use one: every private stack
+ * both empty and full (its tops point at an aligned address after a NULL), so Gets and Puts
  * alike go to the slow path.  Read-only: the fast paths never write it. */
-extern const struct sp_pblock sp_pblock_off;
-#define SP_PB_OFF ((struct sp_pblock *)&sp_pblock_off)
+extern const struct sp_pcache sp_pcache_off;
+#define SP_PC_OFF ((struct sp_pcache *)&sp_pcache_off)
 
 /* Objects per private stack, per class (see struct sp_priv). */
 extern uint8_t sp_priv_cap[SP_MAX_CLASSES];
 /* A private stack of several objects trades with its own shared chain in batches, as jemalloc's
  * thread cache bins fill and flush: a Put that finds the stack full moves all of it to the shared
- * head with one head add (sp_put_spill_or_free) and pushes x onto the emptied stack; a Get that
+ * head with one head add (batch.h, sp_priv_spill) and pushes x onto the emptied stack; a Get that
  * finds it empty takes up to sp_priv_batch[c] of the newest back with one CAS, half a stack
  * rounded up (4 of 7), keeps all but the newest on the stack and returns that one.  Either way a
  * P's cache keeps its order: its Gets see, over the private stack and the shared chain together,
@@ -97,7 +116,7 @@ extern uint8_t sp_priv_cap[SP_MAX_CLASSES];
  * Put that finds it taken pushes x itself to the shared head. */
 extern uint8_t sp_priv_batch[SP_MAX_CLASSES];
 
-/* An owner-only counter: one unlocked add (see sp_rcu_enter for why a plain add is enough);
+/* An owner-only counter: one unlocked add (see guard.h for why a plain add is enough);
  * ThreadSanitizer builds use an atomic add so the stats reader is not reported. */
 static inline void sp_owner_inc(uint64_t *v)
 {
@@ -108,46 +127,52 @@ static inline void sp_owner_inc(uint64_t *v)
 #endif
 }
 
-/* Moves the owner-only stack top pb->top[cls] by one slot (dir: +1 or -1), as one add to memory
+/* Moves the owner-only stack top pc->top[cls] by one slot (dir: +1 or -1), as one add to memory
  * (the compiler would load, add and store: the fast paths' instruction count is a target,
  * docs/performance.md).  The address is given as base and index registers, and the store as a
  * memory clobber: with a memory operand gcc 12 computes cls * 8 into a register of its own. */
-static inline __attribute__((always_inline)) void sp_owner_step(struct sp_pblock *pb, size_t cls,
+static inline __attribute__((always_inline)) void sp_owner_step(struct sp_pcache *pc, size_t cls,
                                                                 long dir)
 {
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-    __asm__ __volatile__("addq %2, (%0,%1,8)" : : "r"(pb->top), "r"(cls), "er"(dir * 8) : "memory");
+    __asm__ __volatile__("addq %2, (%0,%1,8)" : : "r"(pc->top), "r"(cls), "er"(dir * 8) : "memory");
 #else
-    pb->top[cls] += dir;
+    pc->top[cls] += dir;
 #endif
 }
 
 /* Private stack operations (owner only).  pop: the newest object, or NULL if empty; push: false
  * if full. */
-static inline __attribute__((always_inline)) void *sp_priv_pop(struct sp_pblock *pb, size_t cls)
+static inline __attribute__((always_inline)) void *sp_priv_pop(struct sp_pcache *pc, size_t cls)
 {
-    void **tp = pb->top[cls];
+    void **tp = pc->top[cls];
     void *x = tp[-1];                     /* NULL: the sentinel below the stack, so it is empty */
-    if (SP_LIKELY(x != NULL)) sp_owner_step(pb, cls, -1);
+    if (SP_LIKELY(x != NULL)) sp_owner_step(pc, cls, -1);
     return x;
 }
 
-static inline __attribute__((always_inline)) bool sp_priv_push(struct sp_pblock *pb, size_t cls,
+static inline __attribute__((always_inline)) bool sp_priv_push(struct sp_pcache *pc, size_t cls,
                                                                 void *x)
 {
-    void **tp = pb->top[cls];
+    void **tp = pc->top[cls];
     /* At the next stack's slot[0]: full. */
     if (SP_UNLIKELY(((uintptr_t)tp & (sizeof(struct sp_priv) - 1)) == 0)) return false;
     *tp = x;
-    sp_owner_step(pb, cls, 1);
+    sp_owner_step(pc, cls, 1);
     return true;
+}
+
+/* Objects on a private stack (owner only). */
+static inline uint32_t sp_priv_len(const struct sp_pcache *pc, size_t cls)
+{
+    return (uint32_t)(pc->top[cls] - &pc->priv[cls].slot[SP_PRIV_SLOTS - sp_priv_cap[cls]]);
 }
 
 struct sp_gen {
     uint64_t seq;                                   /* never reused: 1, 2, 3, ... */
     _Atomic uint8_t victim_empty[SP_MAX_CLASSES];   /* set once a victim search came back empty */
     /* pblock of P id i: dir[i >> 6][i & 63], both levels created on demand and published with
-     * release; only P i's owner stores its own entry. */
+     * release; only P i's owner stores its own entry (or the rotation for an idle owner, gen.c). */
     struct sp_pblock *_Atomic *_Atomic dir[SP_PROC_CHUNKS];
 };
 
@@ -157,17 +182,20 @@ struct sp_gen {
 enum { SP_T_NEW = 0, SP_T_ACTIVE, SP_T_BUSY, SP_T_OFF };
 
 struct sp_thread {
-    struct sp_rcu_reader rcu;     /* first: the fast paths reach its counter at offset 0 */
-    /* The fast paths' pblock: mine in the current local generation, or sp_pblock_off.
-     * Written by me (slow path) and by the rotation, which points them at "off" when it
-     * publishes a new generation, so the fast paths need no generation check (gen.c,
-     * sp_fast_paths_set, has the ordering argument). */
-    struct sp_pblock *_Atomic get_pb;
-    struct sp_pblock *_Atomic put_pb;
+    uint64_t guard;               /* first: guard.h; odd while inside the allocator */
+    /* The fast paths' private stacks: my P's pcache, or sp_pcache_off (not set up, or the
+     * generation changed since I last looked).  Written by me (slow path) and by the rotation,
+     * which stores "off" here when it publishes a new generation (gen.c, sp_fast_paths_set, has
+     * the ordering argument): so the fast paths need no generation check, and my next slow path
+     * ages my private stacks. */
+    struct sp_pcache *_Atomic get_pc;
+    struct sp_pcache *_Atomic put_pc;
     uint8_t state;
     uint8_t exit_hook;            /* the thread-exit hook is registered (shim/) */
     struct sp_proc *proc;         /* my P */
-    uint64_t gen_seq;             /* generation that `pb` belongs to */
+    struct sp_pcache *pc;         /* my P's private stacks (proc->pc) */
+    /* My pblock, valid only inside a section that found sp_local_gen->seq == gen_seq. */
+    uint64_t gen_seq;             /* generation that `pb` belongs to (0: none yet) */
     struct sp_pblock *pb;         /* my pblock in it, or NULL if I have none there yet */
     uint32_t pb_retry;            /* Puts to refuse before trying again to make pb (no memory) */
     /* The backend's zone flags for this thread (backend.h), set on its first miss as a thread
@@ -184,63 +212,59 @@ extern struct sp_gen *_Atomic sp_local_gen;
 extern struct sp_gen *_Atomic sp_victim_gen;
 extern uint32_t sp_cap[SP_MAX_CLASSES];
 
-/* Everything past the private stack (get.c, put.c).  Called inside the read-side section that the
- * inline part opened; they close it.  The thread may be in any state: a thread that is not
- * ACTIVE always reaches them (its fast-path pblock is sp_pblock_off) and is told "not served".
- *   sp_get_rest: the object, or NULL (a miss, or not served).
- *   sp_put_rest: true if the pool took x; false: the caller frees it to the backend. */
-void *sp_get_rest(struct sp_thread *t, size_t cls);
-bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
-/* For ACTIVE threads, with the backend behind them (pool -> jemalloc on a miss or a refused
- * put): a miss returns a fresh backend object of the class (NULL only if the backend has no
- * memory, errno ENOMEM); a refused object is freed to the backend (errno preserved). */
-void *sp_get_rest_or_alloc(struct sp_thread *t, size_t cls);
-/* A miss (ACTIVE threads only: they have a P), inside a section, which it closes after the
- * backend call: a fresh backend object of class cls, through my P's zone flags.  One object, as
- * Go's New: filling half a stack from the backend instead cost instructions nothing but made
- * python's wall time worse (docs/performance.md).  NULL: no memory (errno ENOMEM). */
+/* Either of my fast paths is off (gen.c, "Idle Ps", step 3). */
+static inline bool sp_fast_paths_are_off(struct sp_thread *t)
+{
+    return atomic_load_explicit(&t->get_pc, memory_order_relaxed) == SP_PC_OFF ||
+           atomic_load_explicit(&t->put_pc, memory_order_relaxed) == SP_PC_OFF;
+}
+
+/* Everything past the private stack (get.c, put.c), with the guard held; they leave it held.
+ * Each opens and closes its own read-side section.  The thread must be ACTIVE.
+ *   sp_pool_get_more: an object from my shared chain, a steal or the victim; NULL: a miss
+ *     (counted), the caller goes to the backend.
+ *   sp_pool_put_more: takes x: onto my private stack, which spills to my shared chain, or (at
+ *     the cap, or with no memory for a ring) flushes its oldest half to the backend. */
+void *sp_pool_get_more(struct sp_thread *t, size_t cls);
+void sp_pool_put_more(struct sp_thread *t, size_t cls, void *x);
+/* A miss, guard held: a fresh backend object of class cls, through my P's zone flags.  One
+ * object, as Go's New: filling half a stack from the backend instead cost fewer instructions but
+ * made python's wall time worse (docs/performance.md).  NULL: no memory (errno ENOMEM). */
 void *sp_pool_miss(struct sp_thread *t, size_t cls);
-bool sp_put_rest_or_free(struct sp_thread *t, size_t cls, void *x);   /* always true */
+
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
-/* A Get or Put that found its thread inside a section already (sp_rcu_enter): a signal handler
+typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
+/* A Get or Put that found the guard held already (sp_guard_enter): a signal handler
  * interrupted the allocator.  It uses neither the thread's pools nor the backend (nested.h).
  * Get: a fresh object of the class's size (or NULL, errno ENOMEM), which the caller treats as
  * a hit.  Put: x is freed later, by the thread outside the allocator (sp_pool_drain_deferred);
- * returns true.  No section is opened or closed. */
+ * returns true. */
 void *sp_get_nested(size_t cls);
 bool sp_put_nested(struct sp_thread *t, void *x);
-/* Frees what signal handlers put while the thread was inside the allocator.  Outside any
- * section; cheap when there is nothing. */
+/* Frees what signal handlers put while the thread was inside the allocator.  Guard not held;
+ * cheap when there is nothing. */
 void sp_pool_drain_deferred_slow(struct sp_thread *t);
 static inline void sp_pool_drain_deferred(struct sp_thread *t)
 {
     if (SP_UNLIKELY(atomic_load_explicit(&t->deferred, memory_order_relaxed) != NULL))
         sp_pool_drain_deferred_slow(t);
 }
-typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
 
-/* The private-stack hit, inline; anything else is handed to rest (sp_get_rest, or a caller's
- * function built on it), as a tail call so the inline part needs no saved registers.
- * No state test: a thread that may not use the pools sees sp_pblock_off here. */
+/* The private-stack hit, inline; anything else is handed to rest, as a tail call so the inline
+ * part needs no saved registers; rest releases the guard.  No state test: a thread that may not
+ * use the pools sees sp_pcache_off here. */
 static inline __attribute__((always_inline)) void *sp_pool_get_or(size_t cls, sp_get_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
-    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) return sp_get_nested(cls);
-    struct sp_pblock *pb = atomic_load_explicit(&t->get_pb, memory_order_relaxed);
-    void *x = sp_priv_pop(pb, cls);
+    if (SP_UNLIKELY(sp_guard_enter(&t->guard))) return sp_get_nested(cls);
+    struct sp_pcache *pc = atomic_load_explicit(&t->get_pc, memory_order_relaxed);
+    void *x = sp_priv_pop(pc, cls);
     if (SP_LIKELY(x != NULL)) {
-        sp_owner_inc(&pb->cnt[SP_PB_HIT_PRIVATE][cls]);
-        sp_rcu_exit(&t->rcu);
+        sp_owner_inc(&pc->cnt[SP_PC_HIT_PRIVATE][cls]);
+        sp_guard_exit(&t->guard);
         return x;
     }
     return rest(t, cls);
-}
-
-/* Get an object of class cls, or NULL (a miss, or this thread does not use the pools: the
- * caller goes to the backend). */
-static inline __attribute__((always_inline)) void *sp_pool_get(size_t cls)
-{
-    return sp_pool_get_or(cls, sp_get_rest);
 }
 
 /* The private-stack put, inline; anything else is handed to rest (see sp_pool_get_or). */
@@ -248,104 +272,52 @@ static inline __attribute__((always_inline)) bool sp_pool_put_or(size_t cls, voi
                                                                   sp_put_rest_fn rest)
 {
     struct sp_thread *t = &sp_self;
-    if (SP_UNLIKELY(sp_rcu_enter(&t->rcu))) return sp_put_nested(t, x);
-    struct sp_pblock *pb = atomic_load_explicit(&t->put_pb, memory_order_relaxed);
-    if (SP_LIKELY(sp_priv_push(pb, cls, x))) {
-        sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
-        sp_rcu_exit(&t->rcu);
+    if (SP_UNLIKELY(sp_guard_enter(&t->guard))) return sp_put_nested(t, x);
+    struct sp_pcache *pc = atomic_load_explicit(&t->put_pc, memory_order_relaxed);
+    if (SP_LIKELY(sp_priv_push(pc, cls, x))) {
+        sp_owner_inc(&pc->cnt[SP_PC_PUT][cls]);
+        sp_guard_exit(&t->guard);
         return true;
     }
     return rest(t, cls, x);
 }
 
-/* The second step of Get and Put, for the callers' rest functions: my shared chain's head, when
- * my pblock is current (the fast paths point at it) and, for Put, the cap leaves room.  Inside
- * a section; the thread is ACTIVE.  Get's: true when my private stack is empty and my shared
- * chain may hold objects: the caller hands over to sp_get_shared_or_alloc (a tail call, so that
- * its own other paths save no registers); false: not done here. */
-static inline __attribute__((always_inline)) bool sp_pool_has_shared(struct sp_thread *t,
-                                                                     size_t cls)
+/* Get and Put without the backend behind them (Go's Get without New, and a Put the caller
+ * completes): the tests' view of the pools. */
+void *sp_get_rest(struct sp_thread *t, size_t cls);
+bool sp_put_rest(struct sp_thread *t, size_t cls, void *x);
+/* Get an object of class cls, or NULL (a miss, or this thread does not use the pools: the
+ * caller goes to the backend). */
+static inline __attribute__((always_inline)) void *sp_pool_get(size_t cls)
 {
-    struct sp_pblock *pb = t->pb;
-    return pb == atomic_load_explicit(&t->get_pb, memory_order_relaxed) &&
-           pb->own[cls].count != 0;
+    return sp_pool_get_or(cls, sp_get_rest);
 }
-/* After sp_pool_has_shared: a batch from my shared head (sp_priv_refill) and its newest object;
- * if the chain turns out empty, the rest of Get and on a miss a fresh backend object, as
- * sp_get_rest_or_alloc.  Closes the section. */
-void *sp_get_shared_or_alloc(struct sp_thread *t, size_t cls);
+/* Put x (an object of exactly class cls) into the pool.  false: this thread does not use the
+ * pools, and the caller must free x to the backend. */
+static inline __attribute__((always_inline)) bool sp_pool_put(size_t cls, void *x)
+{
+    return sp_pool_put_or(cls, x, sp_put_rest);
+}
 
 /* The victim generation v may hold objects of class cls (g: the local generation; a victim
- * search that came back empty marks the class, Go's victimSize = 0). */
+ * search that came back empty marks the class, Go's victimSize = 0).  Inside a section. */
 static inline bool sp_victim_worth_searching(struct sp_gen *v, struct sp_gen *g, size_t cls)
 {
     return v && v != g && !atomic_load_explicit(&v->victim_empty[cls], memory_order_relaxed);
 }
 
-/* After sp_pool_has_shared said no: true when the rest of Get cannot find anything
- * either, because my chain is empty, no other P exists to steal from and the victim has nothing
- * of this class.  Counted as a miss: the caller allocates from the backend (sp_pool_alloc_class)
- * without the slow path's walk.  false: the slow path decides. */
-static inline __attribute__((always_inline)) bool sp_pool_miss_now(struct sp_thread *t,
-                                                                    size_t cls)
-{
-    struct sp_pblock *pb = t->pb;
-    if (pb != atomic_load_explicit(&t->get_pb, memory_order_relaxed) || pb->own[cls].count != 0)
-        return false;
-    if (atomic_load_explicit(&sp_nprocs, memory_order_acquire) > 1) return false;
-    /* local, then victim: the order sp_pool_publish stores them in reverse (see there). */
-    struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
-    struct sp_gen *v = atomic_load_explicit(&sp_victim_gen, memory_order_acquire);
-    if (sp_victim_worth_searching(v, g, cls)) return false;
-    sp_count(t->proc, cls, SP_C_MISS);
-    return true;
-}
-
 /* How many objects my full private stack of class cls may still hand to my shared chain: the
  * cap must hold once the stack has filled up again, which its Puts do without looking at the cap
  * (so the cap counts the stack as full).  0: my pool may hold the cap.  count may overcount (it
- * does not see what thieves took), so a 0 is checked by a recount in the slow path before the
- * stack is flushed to the backend (sp_put_more): a recount walks the rings, a few per flush of
- * half a stack, where trusting a stale count would send to the backend what a thief's P needs
- * (a producer/consumer pair then runs through jemalloc). */
+ * does not see what thieves took), so a 0 is checked by a recount before the stack is flushed to
+ * the backend (sp_pool_put_more): a recount walks the rings, a few per flush of half a stack,
+ * where trusting a stale count would send to the backend what a thief's P needs (a
+ * producer/consumer pair then runs through jemalloc). */
 static inline __attribute__((always_inline)) uint32_t sp_cap_room(const struct sp_own *o,
                                                                   size_t cls)
 {
     uint32_t used = o->count + sp_priv_cap[cls];
     return used < sp_cap[cls] ? sp_cap[cls] - used : 0;
-}
-
-/* Put's second step (my private stack is full).  SP_PUT_TAKEN: x went to my shared head (a
- * stack of one object: Go's private slot); SP_PUT_SPILL: the cap leaves room, and the caller
- * hands over to sp_put_spill_or_free (a tail call, as for Get); SP_PUT_SLOW: not decided here
- * (the cap may be reached: the slow path recounts, then spills or flushes). */
-enum { SP_PUT_SLOW = 0, SP_PUT_TAKEN, SP_PUT_SPILL };
-static inline __attribute__((always_inline)) int sp_pool_put_shared(struct sp_thread *t,
-                                                                     size_t cls, void *x)
-{
-    struct sp_pblock *pb = t->pb;
-    if (SP_UNLIKELY(pb != atomic_load_explicit(&t->put_pb, memory_order_relaxed)))
-        return SP_PUT_SLOW;
-    struct sp_own *o = &pb->own[cls];
-    if (sp_cap_room(o, cls) == 0) return SP_PUT_SLOW;   /* sp_put_more recounts */
-    if (sp_priv_batch[cls] != 0) return SP_PUT_SPILL;
-    /* Only the newest ring: growing the chain is the slow path's (so callers make no calls). */
-    if (!o->head || !sp_dequeue_push_head(o->head, x)) return SP_PUT_SLOW;
-    o->count++;
-    sp_owner_inc(&pb->cnt[SP_PB_PUT][cls]);
-    return SP_PUT_TAKEN;
-}
-/* After SP_PUT_SPILL: my whole stack (as far as the cap allows) to my shared head, growing the
- * chain if its newest ring is full, and x onto the stack; with no memory for a ring, the slow
- * path, as sp_put_rest_or_free.  Closes the section; always true. */
-bool sp_put_spill_or_free(struct sp_thread *t, size_t cls, void *x);
-
-/* Put x (an object of exactly class cls) into the pool.  false: the pool does not take it (cap
- * reached, no memory for a ring, or this thread does not use the pools) and the caller must
- * free it to the backend. */
-static inline __attribute__((always_inline)) bool sp_pool_put(size_t cls, void *x)
-{
-    return sp_pool_put_or(cls, x, sp_put_rest);
 }
 
 /* ---- The pools' API for the malloc front end (shim/) ------------------------------------------
@@ -374,40 +346,40 @@ void sp_pool_set_thread_setup(bool (*setup)(void));
  * first generation. */
 bool sp_pool_init(size_t cache_bytes);
 
-/* Thread set-up, from the caller's re-entry-guarded slow path: takes a P id and registers the
- * thread's read side (rcu.h).  false: no P available (the thread should bypass the pools).
- * detach undoes both; the thread must not use the pools afterwards. */
+/* Thread set-up, from the caller's re-entry-guarded slow path: takes a P id (and its pcache).
+ * false: no P available, or no memory (the thread should bypass the pools).  detach moves what
+ * my private stacks hold to my shared chains, where other Ps can steal it and the rotation ages
+ * it out, and gives the P id back; the thread must not use the pools afterwards. */
 bool sp_thread_attach(struct sp_thread *t);
 void sp_thread_detach(struct sp_thread *t);
 /* Drops the thread's P and pblock and turns its fast paths off, without releasing anything: in
- * a forked child, where the P table was reset (the pblock it pointed at may become another
- * thread's). */
+ * a forked child, where the P table was reset (the pcache it used may become another thread's). */
 void sp_pool_forget(struct sp_thread *t);
 
 /* Rotation mechanism, driven by cleanup/ only. */
 struct sp_gen *sp_gen_new(void);
 /* Frees an empty generation (one sp_gen_recycle has emptied, or never published). */
 void sp_gen_free(struct sp_gen *g);
-/* Fork: the pools' own lock (recycling, statistics), taken in prepare after cleanup/'s, released
- * in the parent and made anew in the child. */
+/* Fork: the pools' own locks (recycling, the P table's owners), taken in prepare after
+ * cleanup/'s, released in the parent and made anew in the child. */
 void sp_pool_fork_prepare(void);
 void sp_pool_fork_parent(void);
 void sp_pool_fork_child(void);
-/* victim <- local, local <- fresh, and every thread's fast paths turned off (they find the
- * fresh local through the slow path).  Returns the old victim, which readers may still hold
- * until the caller's sp_rcu_synchronize. */
+/* victim <- local, local <- fresh, and every thread's fast paths turned off (their next Get or
+ * Put finds the fresh local through the slow path, and ages their private stacks).  Returns the
+ * old victim, which readers may still hold until the caller's sp_rcu_synchronize. */
 struct sp_gen *sp_pool_publish(struct sp_gen *fresh);
-/* After a grace period: every object in g back to the backend, its pblocks and directory
- * freed, and g itself emptied under a fresh seq, ready to be published again (so rotation needs
- * no allocation of its own).  Returns the number of objects released (also added to
- * sp_released[class]). */
+/* After a grace period: every object in g's shared chains back to the backend, its pblocks and
+ * directory freed, and g itself emptied under a fresh seq, ready to be published again (so
+ * rotation needs no allocation of its own).  Returns the number of objects released (also added
+ * to sp_released[class]). */
 uint64_t sp_gen_recycle(struct sp_gen *g);
 
-/* Adds the pblock counters of the live generations (not yet folded into the Ps' totals by
- * sp_gen_recycle) to out[counter][class]. */
+/* Adds the pcache counters of every P (the fast paths' counts) to out[counter][class]. */
 void sp_pool_fast_counts(uint64_t out[SP_NCOUNTERS][SP_MAX_CLASSES]);
 
-/* Objects handed back to the backend by rotation, per class (written under the rotation lock). */
+/* Objects handed back to the backend by rotation and by owners ageing their private stacks, per
+ * class. */
 extern _Atomic uint64_t sp_released[SP_MAX_CLASSES];
 
 #endif

@@ -4,9 +4,8 @@
  * A thread takes a free id on its first allocation and gives it back when it exits; the next
  * thread to take the id inherits that P's cached objects (they stay in the pools) and continues
  * its counters.  Only the thread that holds an id writes its counters, so they need no atomic
- * read-modify-write; readers (stats) load them relaxed.  The two the fast paths keep (private
- * hits, puts) live in the generation's pblock instead and are added here atomically (by
- * sp_gen_recycle, and for puts also by the shim when it releases a stray). */
+ * read-modify-write; readers (stats) load them relaxed.  The ones the fast paths keep (private
+ * hits, puts, shared hits) live in the P's pcache instead (pool.h), beside the stacks. */
 #ifndef SYNCPOOL_PROCS_H
 #define SYNCPOOL_PROCS_H
 
@@ -23,9 +22,16 @@ enum sp_counter {
     SP_NCOUNTERS
 };
 
+struct sp_pcache;
 struct sp_proc {
     _Atomic uint32_t in_use;
     uint32_t id;
+    /* The P's private stacks (pool.h), made by its first owner and kept for good. */
+    struct sp_pcache *pc;
+    /* The thread that holds the P, while it uses the pools (NULL otherwise): what the rotation
+     * tells about a new generation.  Under sp_proc_owner_lock, so the rotation never writes to a
+     * thread that has exited (sp_proc_each). */
+    void *owner;
     uint64_t cnt[SP_NCOUNTERS][SP_MAX_CLASSES];   /* [counter][class]: index = class * 8 + const */
 } __attribute__((aligned(128)));
 
@@ -49,6 +55,15 @@ struct sp_proc *sp_proc_get(uint32_t id);
  * Their backend caches are dropped too (a thread may have been inside one when it vanished);
  * what they held stays allocated in the child, as jemalloc's own dead threads' caches do. */
 void sp_proc_release_all_but(struct sp_proc *keep);
+
+/* The owner of p (a thread that holds it), or NULL before the thread stops using the pools. */
+void sp_proc_set_owner(struct sp_proc *p, void *owner);
+/* Calls fn(p, arg) for every P that exists, under the owners' lock (p->owner is stable). */
+void sp_proc_each(void (*fn)(struct sp_proc *p, void *arg), void *arg);
+/* Fork: the owners' lock, taken in prepare, released in the parent and made anew in the child. */
+void sp_proc_fork_prepare(void);
+void sp_proc_fork_parent(void);
+void sp_proc_fork_child(void);
 
 /* Debug builds: a counter of a P that is held (only its holder counts) and below the high-water
  * mark, of a class that exists. */

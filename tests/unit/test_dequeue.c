@@ -42,21 +42,18 @@ static void record(void *v)
     if (i == N - 1) atomic_store(&done, true);
 }
 
-static __thread struct sp_rcu_reader reader;
-
 static void *consumer(void *arg)
 {
     static const uint32_t batch[NCONSUMERS] = {1, 1, 4, 16};
     uint32_t max = batch[(intptr_t)arg];
     long fails = 0;
-    sp_rcu_register(&reader, NULL);
     while (!atomic_load(&done)) {
         void *v[16];
         uint32_t n;
         if (use_chain) {
-            sp_rcu_enter(&reader);       /* popTail may look at rings being retired */
+            sp_rcu_read_lock();       /* popTail may look at rings being retired */
             n = sp_chain_pop_tail_n(&chain_tail, v, max);
-            sp_rcu_exit(&reader);
+            sp_rcu_read_unlock();
         } else {
             n = sp_dequeue_pop_tail_n(ring, v, max);
         }
@@ -67,7 +64,6 @@ static void *consumer(void *arg)
             sched_yield();
         }
     }
-    sp_rcu_unregister(&reader);
     return NULL;
 }
 

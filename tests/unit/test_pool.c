@@ -84,10 +84,10 @@ static void test_pool_order(void)
         if (own->count != before) {            /* a refill: the batch, its newest handed out */
             unsigned want = before < b ? before : b;
             shared_hits++;
-            CHECK(before - own->count == want && (want == 1 || sp_self.pb->top[cls48][-1] ==
+            CHECK(before - own->count == want && (want == 1 || sp_self.pc->top[cls48][-1] ==
                                                                    o[w - 1]),
                   "Get %u refilled %u (want %u), stack top %p (want o[%u])", i,
-                  before - own->count, want, sp_self.pb->top[cls48][-1], w - 1);
+                  before - own->count, want, sp_self.pc->top[cls48][-1], w - 1);
         }
     }
     CHECK(shared_hits == (k + b - 1) / b, "%u refills, want %u", shared_hits, (k + b - 1) / b);
@@ -289,38 +289,17 @@ struct tracked { _Atomic int state; _Atomic int owner; };
 static _Atomic long stress_errors;
 static long stress_iters;
 
-/* The shim's second steps (shim/alloc.c, sp_malloc_rest and sp_free_rest), which odd-numbered
- * stress threads use instead of sp_get_rest / sp_put_rest: the private stack's batches to and
- * from the shared head (sp_put_spill_or_free, sp_get_shared_or_alloc) then run under the
- * sanitizers too.  A Get that ends in a miss returns a fresh backend object: *fresh says so (my
- * P's miss counter moved). */
-static void *second_step_get(struct sp_thread *t, size_t c)
-{
-    if (t->state == SP_T_ACTIVE && sp_pool_has_shared(t, c)) return sp_get_shared_or_alloc(t, c);
-    return sp_get_rest(t, c);
-}
-
+/* The malloc front end's Get and Put (pool.h, sp_pool_alloc and sp_pool_free), which odd-numbered
+ * stress threads use instead of sp_pool_get / sp_pool_put: the backend behind the pools then
+ * runs under the sanitizers too.  A Get that ends in a miss returns a fresh backend object:
+ * *fresh says so (my P's miss counter moved). */
 static void *shim_get(size_t c, bool *fresh)
 {
     uint64_t *misses = &sp_self.proc->cnt[SP_C_MISS][c];
     uint64_t m0 = __atomic_load_n(misses, __ATOMIC_RELAXED);
-    void *x = sp_pool_get_or(c, second_step_get);
+    void *x = sp_pool_alloc(c);
     *fresh = x && __atomic_load_n(misses, __ATOMIC_RELAXED) != m0;
     return x;
-}
-
-static bool second_step_put(struct sp_thread *t, size_t c, void *x)
-{
-    if (t->state != SP_T_ACTIVE) return sp_put_rest(t, c, x);
-    switch (sp_pool_put_shared(t, c, x)) {
-    case SP_PUT_TAKEN:
-        sp_rcu_exit(&t->rcu);
-        return true;
-    case SP_PUT_SPILL:
-        return sp_put_spill_or_free(t, c, x);   /* the cap is far: never frees x here */
-    default:
-        return sp_put_rest(t, c, x);
-    }
 }
 
 static void *stress_thread(void *arg)
@@ -342,7 +321,7 @@ static void *stress_thread(void *arg)
             struct tracked *t = held[k];
             atomic_store(&t->owner, -1);
             atomic_store(&t->state, ST_POOLED);
-            if (!(me & 1 ? sp_pool_put_or(cls48, t, second_step_put) : sp_pool_put(cls48, t))) {
+            if (!(me & 1 ? (sp_pool_free(cls48, t), true) : sp_pool_put(cls48, t))) {
                 atomic_store(&t->state, ST_FREE);
                 be_free(t);
             }
