@@ -203,6 +203,7 @@ struct sp_pblock *sp_pblock_refresh(struct sp_thread *t, struct sp_gen *g, bool 
         sp_pcache_age(t, g, atomic_load_explicit(&sp_victim_gen, memory_order_acquire));
     struct sp_pblock *pb = sp_gen_pblock(g, t->proc->id);
     if (!pb && create) pb = sp_gen_pblock_create(g, t->proc->id);
+    t->pc->miss_known = 0;                /* a new generation, or a pblock I had not seen */
     t->gen_seq = g->seq;
     t->pb = pb;
     sp_fast_paths_set(t, g, t->pc);

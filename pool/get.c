@@ -13,6 +13,7 @@ static void sp_keep_taken(struct sp_thread *t, struct sp_gen *g, size_t cls, voi
 {
     struct sp_pcache *pc = t->pc;
     uint32_t kept = 0;
+    pc->miss_known &= ~(1ull << cls);
     while (kept < n && sp_priv_push(pc, cls, v[kept])) kept++;
     struct sp_pblock *pb = kept < n && !t->pb ? sp_pblock_refresh(t, g, true) : t->pb;
     if (pb && kept < n) {
@@ -107,6 +108,9 @@ static void *sp_get_inside(struct sp_thread *t, size_t cls, bool off)
     if (sp_victim_worth_searching(v, g, cls) && (x = sp_get_victim(t, v, cls, n)) != NULL)
         return x;
     sp_count(t->proc, (unsigned)cls, SP_C_MISS);
+    /* Everything searched; with one P, nothing comes back until I put or the generation changes
+     * (pool.h, sp_pool_miss_known). */
+    if (n == 1 && t->pb == pb) pc->miss_known |= 1ull << cls;
     return NULL;
 }
 

@@ -76,7 +76,7 @@ static __attribute__((noinline)) void *sp_alloc_unpooled(struct sp_thread *t, si
 __attribute__((noinline)) void *sp_alloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_alloc_unpooled(t, c);
-    void *x = sp_pool_get_more(t, c);
+    void *x = sp_pool_miss_known(t, c) ? NULL : sp_pool_get_more(t, c);
     if (!x) x = sp_pool_miss(t, c);
     sp_guard_exit(&t->guard);
     sp_pool_drain_deferred(t);

@@ -84,6 +84,12 @@ struct sp_pcache {
     /* Who may age the stacks (gen.c, "Idle Ps"): 0, or 1 while the owner's slow path or the
      * rotation does.  The fast paths never look at it. */
     _Atomic uint32_t claim;
+    /* Bit c: a Get of class c searched everything in the current generation and found nothing,
+     * with no other P in the process, and nothing of c has entered my shared chain since.  While
+     * it holds (and my fast paths are on, and there is still one P), a miss of c needs no search
+     * and no section (sp_pool_miss_known).  Owner only: set at the end of a search that came
+     * back empty, cleared by every slow Put of c and by a new generation (sp_pblock_refresh). */
+    uint64_t miss_known;
     struct sp_priv priv[SP_MAX_CLASSES];
 };
 
@@ -217,6 +223,22 @@ static inline bool sp_fast_paths_are_off(struct sp_thread *t)
 {
     return atomic_load_explicit(&t->get_pc, memory_order_relaxed) == SP_PC_OFF ||
            atomic_load_explicit(&t->put_pc, memory_order_relaxed) == SP_PC_OFF;
+}
+
+_Static_assert(SP_MAX_CLASSES <= 64, "sp_pcache.miss_known has a bit per class");
+
+/* A Get of class cls whose private stack is empty can only miss (sp_pcache.miss_known): then
+ * counts the miss.  Guard held, thread ACTIVE; no section (it reads only my pcache and the P
+ * count).  Nothing else can have brought objects of cls: only I push into my shared chain, there
+ * is no other P to steal from, and the victim gains objects only from my own chain and stacks,
+ * through a new generation, which turns my fast paths off first. */
+static inline bool sp_pool_miss_known(struct sp_thread *t, size_t cls)
+{
+    if (!((t->pc->miss_known >> cls) & 1) || sp_fast_paths_are_off(t) ||
+        atomic_load_explicit(&sp_nprocs, memory_order_acquire) != 1)
+        return false;
+    sp_count(t->proc, (unsigned)cls, SP_C_MISS);
+    return true;
 }
 
 /* Everything past the private stack (get.c, put.c), with the guard held; they leave it held.

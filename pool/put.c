@@ -14,7 +14,8 @@ static void sp_put_inside(struct sp_thread *t, size_t cls, void *x, bool off)
     if (off || g->seq != t->gen_seq) pb = sp_pblock_refresh(t, g, true);
     sp_owner_inc(&pc->cnt[SP_PC_PUT][cls]);
     if (sp_priv_push(pc, cls, x)) return;   /* the fast path saw "off" */
-    /* The private stack is full here. */
+    /* The private stack is full here, and its objects may go to my shared chain. */
+    pc->miss_known &= ~(1ull << cls);
     if (pb == NULL) {
         /* No memory for my pblock in this generation: try again only every 64th spill (each
          * try may cost a failing mmap); meanwhile the stack is flushed. */
