@@ -197,7 +197,6 @@ struct sp_thread {
     struct sp_pcache *_Atomic get_pc;
     struct sp_pcache *_Atomic put_pc;
     uint8_t state;
-    uint8_t exit_hook;            /* the thread-exit hook is registered (shim/) */
     struct sp_proc *proc;         /* my P */
     struct sp_pcache *pc;         /* my P's private stacks (proc->pc) */
     /* My pblock, valid only inside a section that found sp_local_gen->seq == gen_seq. */

@@ -39,6 +39,9 @@ extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso);
  * thread, which returns after the last one: a process whose threads have all ended exits. */
 static pthread_key_t sp_exit_key;
 static bool sp_exit_key_ok;
+/* This thread's exit hook is registered (once per thread: a thread set up again after a fork in
+ * the child keeps it). */
+static __thread bool sp_exit_hook __attribute__((tls_model("initial-exec")));
 
 static void sp_thread_exit(void *arg)
 {
@@ -61,10 +64,10 @@ bool sp_thread_setup(void)
         return false;
     }
     t->state = SP_T_BUSY;              /* re-entry guard: what we call below may allocate */
-    if (!t->exit_hook && __cxa_thread_atexit_impl(sp_thread_exit, NULL, &__dso_handle) == 0)
-        t->exit_hook = 1;
+    if (!sp_exit_hook && __cxa_thread_atexit_impl(sp_thread_exit, NULL, &__dso_handle) == 0)
+        sp_exit_hook = true;
     /* A key made early has a first-level slot: setting it allocates nothing. */
-    if (!t->exit_hook || !sp_exit_key_ok || pthread_setspecific(sp_exit_key, t) != 0 ||
+    if (!sp_exit_hook || !sp_exit_key_ok || pthread_setspecific(sp_exit_key, t) != 0 ||
         !sp_thread_attach(t)) {
         t->state = SP_T_OFF;
         return false;
