@@ -20,6 +20,9 @@ _Atomic uint64_t sp_released[SP_MAX_CLASSES];
 static pthread_mutex_t sp_recycle_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Atomic uint64_t sp_gen_seq;
+/* sys_membarrier for the idle Ps' handshake ("Idle Ps"), the rotation's (under its lock): 0 not
+ * asked yet (again in a forked child, a process of its own), 1 works, -1 not available. */
+static int sp_fence_mode;
 
 /* ---- generations ---------------------------------------------------------------------- */
 
@@ -46,6 +49,7 @@ void sp_pool_fork_child(void)
 {
     sp_proc_fork_child();
     pthread_mutex_init(&sp_recycle_lock, NULL);
+    sp_fence_mode = 0;                    /* register with membarrier for this process */
     /* A thread that held its pcache's claim (a slow path in a new generation) is gone: its P's
      * next owner must be able to take it.  The stacks themselves are as that thread left them,
      * every object in one place or in none (batch.h, sp_priv_spill). */
@@ -82,7 +86,8 @@ static struct sp_pblock *sp_gen_pblock_create(struct sp_gen *g, uint32_t pid)
         else
             be_free_internal(fresh);
     }
-    struct sp_pblock *pb = be_alloc_internal(sizeof(*pb), BE_ZERO | BE_ALIGN(_Alignof(struct sp_pblock)));
+    struct sp_pblock *pb =
+        be_alloc_internal(sizeof(*pb), BE_ZERO | BE_ALIGN(_Alignof(struct sp_pblock)));
     if (!pb) return NULL;
     /* Only P pid's owner writes this entry; release publishes the zeroed pblock to thieves. */
     atomic_store_explicit(&chunk[pid & (SP_PROC_CHUNK - 1)], pb, memory_order_release);
@@ -257,7 +262,7 @@ void sp_pcache_unclaim(struct sp_pcache *pc)
 /* Step 1's fence; false if the kernel does not give it. */
 static bool sp_process_fence(void)
 {
-    static int mode;                  /* 0: not asked yet, 1: works, -1: not available */
+    int mode = sp_fence_mode;
     if (mode == 0) {
         long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
         mode = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
@@ -267,6 +272,7 @@ static bool sp_process_fence(void)
     }
     if (mode == 1 && syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
         mode = -1;                    /* refused after all (a seccomp filter added later) */
+    sp_fence_mode = mode;
     return mode == 1;
 }
 
@@ -344,8 +350,8 @@ uint64_t sp_gen_recycle(struct sp_gen *g)
             struct sp_pblock *pb = atomic_load_explicit(&chunk[i], memory_order_acquire);
             if (!pb) continue;
             for (unsigned c = 0; c < sp_nclasses; c++) {
-                uint64_t n = sp_chain_drain(atomic_load_explicit(&pb->tail[c], memory_order_acquire),
-                                            sp_release_obj, &sp_class_size[c]);
+                struct sp_dequeue *tail = atomic_load_explicit(&pb->tail[c], memory_order_acquire);
+                uint64_t n = sp_chain_drain(tail, sp_release_obj, &sp_class_size[c]);
                 if (n) atomic_fetch_add_explicit(&sp_released[c], n, memory_order_relaxed);
                 total += n;
             }

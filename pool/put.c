@@ -3,9 +3,9 @@
 #include "batch.h"
 #include "gen.h"
 
-/* Inside a section (off: as in get.c, sp_get_inside).  Always takes x: onto my private stack, or my stack spills to my shared
- * chain, or (at the cap, or with no memory for a ring or my pblock) its oldest half goes back
- * to the backend. */
+/* Inside a section (off: as in get.c, sp_get_inside).  Always takes x: onto my private stack,
+ * or my stack spills to my shared chain, or (at the cap, or with no memory for a ring or my
+ * pblock) its oldest half goes back to the backend. */
 static void sp_put_inside(struct sp_thread *t, size_t cls, void *x, bool off)
 {
     struct sp_gen *g = atomic_load_explicit(&sp_local_gen, memory_order_acquire);
