@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "pool.h"
 #include "sp_assert.h"
+#include "upool.h"
 
 /* Three locks, so that nothing waits for a grace period but another rotation:
  *  - sp_rot_serial serialises rotations and is held across the grace period.  Only rotations
@@ -22,7 +23,9 @@
  *  - sp_rot_life is held by whoever starts or joins the thread (pthread_create, pthread_join
  *    outside sp_rot_lock), so that no two threads join the same thread.
  * Order: sp_rot_life, then sp_rot_serial, then sp_rot_lock, then the pools' and the read side's
- * locks (the fork handlers take them in that order). */
+ * locks (the fork handlers take them in that order).  The program pools' drain lock (upool.c) is
+ * also held across the grace period, taken after sp_rot_serial and never with sp_rot_lock; fork
+ * does not take it either. */
 static pthread_mutex_t sp_rot_serial = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sp_rot_life = PTHREAD_MUTEX_INITIALIZER;
@@ -118,7 +121,13 @@ uint64_t sp_rotate_once(void)
 {
     /* Not from inside the allocator (nor a section: sp_rcu_synchronize checks that). */
     sp_assert(!sp_guard_held(&sp_self.guard));
+    /* Inside the allocator until the program pools' drain: a signal handler that interrupts
+     * this thread while it frees into the backend must not enter the backend itself (its
+     * mallocs go to nested.h, its pool calls to New and drop). */
     pthread_mutex_lock(&sp_rot_serial);
+    bool nested = sp_guard_enter(&sp_self.guard);   /* after the wait: idle meanwhile */
+    sp_assert(!nested);
+    (void)nested;
     pthread_mutex_lock(&sp_rot_lock);
     sp_assert(sp_nspare >= 0 && sp_nspare <= 2);
     /* Rotations are serialised: none is between publishing and giving back. */
@@ -127,6 +136,8 @@ uint64_t sp_rotate_once(void)
     if (!fresh) {                         /* no memory: skip this rotation, keep what we have */
         pthread_mutex_unlock(&sp_rot_lock);
         pthread_mutex_unlock(&sp_rot_serial);
+        sp_guard_exit(&sp_self.guard);
+        sp_pool_drain_deferred(&sp_self);
         return 0;
     }
     /* Under sp_rot_lock, so that a fork sees the pools either before or after the publication. */
@@ -138,8 +149,10 @@ uint64_t sp_rotate_once(void)
     sp_inflight_aged = aged;
     sp_inflight_retired = retired;
     pthread_mutex_unlock(&sp_rot_lock);
+    /* The program's pools (upool.h): their generations move on under the same grace period. */
+    sp_upools_publish();
 
-    sp_rcu_synchronize();                 /* holds only sp_rot_serial while it waits */
+    sp_rcu_synchronize();       /* holds only sp_rot_serial and the pools' drain lock meanwhile */
 
     /* No reader can see `aged` or the retired rings any more. */
     pthread_mutex_lock(&sp_rot_lock);
@@ -149,8 +162,13 @@ uint64_t sp_rotate_once(void)
     n += sp_give_back(sp_orphan_aged, sp_orphan_retired);
     sp_orphan_aged = NULL;
     sp_orphan_retired = NULL;
-    atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sp_rot_lock);
+    sp_guard_exit(&sp_self.guard);
+    sp_pool_drain_deferred(&sp_self);     /* what handlers freed meanwhile */
+    /* The program's drop_object runs here, with no lock of ours but sp_rot_serial (so it must
+     * not rotate) and the drain lock (so it must not destroy a pool: include/syncpool.h). */
+    n += sp_upools_drain();
+    atomic_fetch_add_explicit(&sp_rot_count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sp_rot_serial);
     return n;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "upool.h"
 
 struct sp_gen *_Atomic sp_local_gen;
 struct sp_gen *_Atomic sp_victim_gen;
@@ -37,6 +38,7 @@ void sp_gen_free(struct sp_gen *g) { be_free_internal(g); }
 
 void sp_pool_fork_prepare(void)
 {
+    sp_upools_fork_prepare();
     pthread_mutex_lock(&sp_recycle_lock);
     sp_proc_fork_prepare();
 }
@@ -44,11 +46,13 @@ void sp_pool_fork_parent(void)
 {
     sp_proc_fork_parent();
     pthread_mutex_unlock(&sp_recycle_lock);
+    sp_upools_fork_parent();
 }
 void sp_pool_fork_child(void)
 {
     sp_proc_fork_child();
     pthread_mutex_init(&sp_recycle_lock, NULL);
+    sp_upools_fork_child();
     sp_fence_mode = 0;                    /* register with membarrier for this process */
     /* A thread that held its pcache's claim (a slow path in a new generation) is gone: its P's
      * next owner must be able to take it.  The stacks themselves are as that thread left them,
@@ -73,19 +77,10 @@ struct sp_pblock *sp_gen_pblock(struct sp_gen *g, uint32_t pid)
  * (sp_age_idle). */
 static struct sp_pblock *sp_gen_pblock_create(struct sp_gen *g, uint32_t pid)
 {
-    struct sp_pblock *_Atomic *_Atomic *slot = &g->dir[pid >> SP_PROC_CHUNK_SHIFT];
-    struct sp_pblock *_Atomic *chunk = atomic_load_explicit(slot, memory_order_acquire);
-    if (!chunk) {
-        struct sp_pblock *_Atomic *fresh =
-            be_alloc_internal(sizeof(struct sp_pblock *) * SP_PROC_CHUNK, BE_ZERO);
-        if (!fresh) return NULL;
-        /* Ps of the same chunk race to create it: one CAS wins, the others use the winner's. */
-        if (atomic_compare_exchange_strong_explicit(slot, &chunk, fresh, memory_order_acq_rel,
-                                                    memory_order_acquire))
-            chunk = fresh;
-        else
-            be_free_internal(fresh);
-    }
+    /* (The directory's entries are pblock pointers; sp_pdir_chunk deals in void pointers.) */
+    struct sp_pblock *_Atomic *chunk = (struct sp_pblock *_Atomic *)sp_pdir_chunk(
+        (void *_Atomic *_Atomic *)&g->dir[pid >> SP_PROC_CHUNK_SHIFT]);
+    if (!chunk) return NULL;
     struct sp_pblock *pb =
         be_alloc_internal(sizeof(*pb), BE_ZERO | BE_ALIGN(_Alignof(struct sp_pblock)));
     if (!pb) return NULL;
@@ -291,7 +286,9 @@ static void sp_age_idle(struct sp_proc *p, void *arg)
     const struct sp_age_ctx *a = arg;
     struct sp_thread *t = p->owner;
     struct sp_pcache *pc = __atomic_load_n(&p->pc, __ATOMIC_ACQUIRE);
-    if (!pc || (t && sp_guard_held(&t->guard)) || !sp_pcache_claim(pc)) return;
+    /* The rotating thread itself holds its guard (cleanup/, sp_rotate_once) but is in none of
+     * its own Gets or Puts: its stacks are aged like an idle owner's. */
+    if (!pc || (t && t != &sp_self && sp_guard_held(&t->guard)) || !sp_pcache_claim(pc)) return;
 #if defined(__SANITIZE_THREAD__)
     if (t) __tsan_acquire(&t->guard);
 #endif

@@ -7,6 +7,7 @@
 #include "gen.h"
 #include "nested.h"
 #include "pass.h"
+#include "upool.h"
 
 /* sp_pcache_off's stacks: every top at sp_off_stack[1].slot[0], which is aligned as a stack
  * (full) and has NULL below it (empty). */
@@ -15,7 +16,7 @@ const struct sp_pcache sp_pcache_off = {
     .top = {[0 ... SP_MAX_CLASSES - 1] = (void **)&sp_off_stack[1].slot[0]}};
 
 __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec"))) = {
-    .get_pc = SP_PC_OFF, .put_pc = SP_PC_OFF};
+    .get_pc = SP_PC_OFF, .put_pc = SP_PC_OFF, .uidx = SP_UINLINE};
 uint32_t sp_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_cap[SP_MAX_CLASSES];
 uint8_t sp_priv_batch[SP_MAX_CLASSES];
@@ -61,13 +62,17 @@ void sp_pool_drain_deferred_slow(struct sp_thread *t)
 
 static bool (*sp_thread_setup_fn)(void);
 void sp_pool_set_thread_setup(bool (*setup)(void)) { sp_thread_setup_fn = setup; }
+bool sp_pool_setup_thread(struct sp_thread *t)
+{
+    return t->state == SP_T_NEW && sp_thread_setup_fn && sp_thread_setup_fn();
+}
 
 /* A thread that is not ACTIVE: a new thread is set up and tries again; otherwise the backend.
  * (Before start-up there are no classes yet: only malloc(0) gets here then.) */
 static __attribute__((noinline)) void *sp_alloc_unpooled(struct sp_thread *t, size_t c)
 {
     sp_guard_exit(&t->guard);
-    if (t->state == SP_T_NEW && sp_thread_setup_fn && sp_thread_setup_fn()) return sp_pool_alloc(c);
+    if (sp_pool_setup_thread(t)) return sp_pool_alloc(c);
     if (!sp_nclasses) return sp_pool_pass_alloc(1, 0, false);
     return sp_pool_alloc_unpooled(c, false);
 }
@@ -86,8 +91,7 @@ __attribute__((noinline)) void *sp_alloc_rest(struct sp_thread *t, size_t c)
 static __attribute__((noinline)) bool sp_free_unpooled(struct sp_thread *t, size_t c, void *p)
 {
     sp_guard_exit(&t->guard);
-    if (t->state == SP_T_NEW && sp_thread_setup_fn && sp_thread_setup_fn())
-        return sp_pool_put_or(c, p, sp_free_rest);
+    if (sp_pool_setup_thread(t)) return sp_pool_put_or(c, p, sp_free_rest);
     sp_pool_free_unpooled(c, p);
     return true;
 }
@@ -127,6 +131,7 @@ void sp_pool_forget(struct sp_thread *t)
     atomic_store_explicit(&t->get_pc, SP_PC_OFF, memory_order_relaxed);
     atomic_store_explicit(&t->put_pc, SP_PC_OFF, memory_order_relaxed);
     t->proc = NULL;
+    t->uidx = SP_UINLINE;
     t->pc = NULL;
     t->pb = NULL;
     t->gen_seq = 0;
@@ -146,6 +151,7 @@ bool sp_thread_attach(struct sp_thread *t)
         __atomic_store_n(&p->pc, pc, __ATOMIC_RELEASE);   /* statistics read it (gen.c) */
     }
     t->proc = p;
+    t->uidx = p->id < SP_UINLINE ? p->id : SP_UINLINE;
     t->pc = p->pc;
     t->gen_seq = 0;            /* no generation has seq 0: the first Get/Put looks its pblock up */
     t->pb = NULL;
@@ -168,6 +174,7 @@ void sp_thread_detach(struct sp_thread *t)
     bool nested = sp_guard_enter(&t->guard);
     sp_assert(!nested);                    /* called from a thread-exit destructor */
     sp_pcache_retire(t);
+    sp_upools_retire(t);
     if (!nested) sp_guard_exit(&t->guard);
     sp_pool_forget(t);
     /* Release: all I did as this P happens-before what its next owner does. */

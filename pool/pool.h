@@ -197,6 +197,9 @@ struct sp_thread {
     struct sp_pcache *_Atomic get_pc;
     struct sp_pcache *_Atomic put_pc;
     uint8_t state;
+    /* My P id if it is below SP_UINLINE, else SP_UINLINE: the index of my slot in every program
+     * pool's inline table (upool.c), whose entry SP_UINLINE is always the empty slot. */
+    uint32_t uidx;
     struct sp_proc *proc;         /* my P */
     struct sp_pcache *pc;         /* my P's private stacks (proc->pc) */
     /* My pblock, valid only inside a section that found sp_local_gen->seq == gen_seq. */
@@ -211,6 +214,8 @@ struct sp_thread {
      * taken whole with an exchange by sp_pool_drain_deferred. */
     void *_Atomic deferred;
 };
+/* Program pools (upool.c): P ids below this find their slot of a pool with one load. */
+#define SP_UINLINE 256u
 extern __thread struct sp_thread sp_self __attribute__((tls_model("initial-exec")));
 
 extern struct sp_gen *_Atomic sp_local_gen;
@@ -361,6 +366,8 @@ static inline __attribute__((always_inline)) void sp_pool_free(size_t cls, void 
  * now use the pools (it is ACTIVE: sp_thread_attach).  Without one, threads that are not
  * ACTIVE are served by the backend. */
 void sp_pool_set_thread_setup(bool (*setup)(void));
+/* A NEW thread, guard not held: runs the client's set-up; true if the thread is now ACTIVE. */
+bool sp_pool_setup_thread(struct sp_thread *t);
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
  * (sp_cap[c] = max(1, cache_bytes / size), private stack included).  false: no memory for the

@@ -108,3 +108,17 @@ void sp_proc_each(void (*fn)(struct sp_proc *p, void *arg), void *arg)
 void sp_proc_fork_prepare(void) { pthread_mutex_lock(&sp_proc_owner_lock); }
 void sp_proc_fork_parent(void) { pthread_mutex_unlock(&sp_proc_owner_lock); }
 void sp_proc_fork_child(void) { pthread_mutex_init(&sp_proc_owner_lock, NULL); }
+
+void *_Atomic *sp_pdir_chunk(void *_Atomic *_Atomic *top)
+{
+    void *_Atomic *chunk = atomic_load_explicit(top, memory_order_acquire);
+    if (chunk) return chunk;
+    void *_Atomic *fresh = be_alloc_internal(sizeof(void *) * SP_PROC_CHUNK, BE_ZERO);
+    if (!fresh) return NULL;
+    /* Acquire on failure: the winner's zeroed chunk. */
+    if (atomic_compare_exchange_strong_explicit(top, &chunk, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    be_free_internal(fresh);
+    return chunk;
+}

@@ -46,6 +46,13 @@ _Static_assert(SP_MAX_PROCS == 65536, "docs/design.md: all 65 536 ids");
 /* Ids in [0, sp_nprocs) may be in use (a high-water mark; it never shrinks). */
 extern _Atomic uint32_t sp_nprocs;
 
+/* A per-P directory (a generation's pblocks, a program pool's slots): P id i's entry is
+ * dir[i >> SP_PROC_CHUNK_SHIFT][i & (SP_PROC_CHUNK - 1)], chunks made on demand and kept until
+ * the directory goes.  Returns the chunk at *top, made zeroed if there is none yet (Ps of one
+ * chunk race to make it: one CAS wins, the others use the winner's); NULL: no memory.  Any
+ * thread that may call the backend (guard held). */
+void *_Atomic *sp_pdir_chunk(void *_Atomic *_Atomic *top);
+
 /* Takes the lowest free id; NULL if all SP_MAX_PROCS are taken or no memory. */
 struct sp_proc *sp_proc_acquire(void);
 void sp_proc_release(struct sp_proc *p);

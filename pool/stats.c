@@ -3,6 +3,7 @@
 
 #include <string.h>
 #include "pool.h"
+#include "upool.h"
 
 unsigned sp_stats_collect(struct sp_class_stats *out)
 {
@@ -32,7 +33,8 @@ unsigned sp_stats_collect(struct sp_class_stats *out)
         /* Everything put in is either still cached, handed out again, or released.  Counters are
          * read one by one while others run, so a snapshot can be off by a few: clamp at 0. */
         uint64_t out_ = o->gets - o->misses + o->released;
-        o->cached_bytes = o->puts > out_ ? (o->puts - out_) * o->size : 0;
+        o->cached_objects = o->puts > out_ ? o->puts - out_ : 0;
+        o->cached_bytes = o->cached_objects * o->size;
     }
     return sp_nclasses;
 }
@@ -46,12 +48,18 @@ uint64_t sp_stats_cached_bytes(void)
     return total;
 }
 
+static void sp_add_gets(const char *name, const struct sp_class_stats *s, void *arg)
+{
+    *(uint64_t *)arg += s->gets;
+}
+
 uint64_t sp_stats_total_gets(void)
 {
     struct sp_class_stats cs[SP_MAX_CLASSES];
     unsigned n = sp_stats_collect(cs);
     uint64_t total = 0;
     for (unsigned c = 0; c < n; c++) total += cs[c].gets;
+    sp_upools_each_stats(sp_add_gets, &total);   /* the JSON's "gets" include the pools' */
     return total;
 }
 
@@ -131,6 +139,25 @@ bool sp_escape(char *buf, size_t cap, const char *s, size_t max)
     return s[i] != 0;
 }
 
+struct sp_pools_json { FILE *f; unsigned n; };
+
+static void sp_pool_json(const char *name, const struct sp_class_stats *s, void *arg)
+{
+    struct sp_pools_json *pj = arg;
+    fprintf(pj->f, "%s{\"name\":", pj->n++ ? "," : "");
+    sp_json_string(pj->f, name);
+    fprintf(pj->f,
+            ",\"size\":%llu,\"gets\":%llu,\"puts\":%llu,\"hits_private\":%llu,"
+            "\"hits_shared\":%llu,\"steals\":%llu,\"hits_victim\":%llu,\"misses\":%llu,"
+            "\"released\":%llu,\"cached_bytes\":%llu,\"cached_objects\":%llu}",
+            (unsigned long long)s->size, (unsigned long long)s->gets,
+            (unsigned long long)s->puts, (unsigned long long)s->hits_private,
+            (unsigned long long)s->hits_shared, (unsigned long long)s->steals,
+            (unsigned long long)s->hits_victim, (unsigned long long)s->misses,
+            (unsigned long long)s->released, (unsigned long long)s->cached_bytes,
+            (unsigned long long)s->cached_objects);
+}
+
 int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
                         const struct sp_stats_origin *origin)
 {
@@ -152,6 +179,9 @@ int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
                 (unsigned long long)s->hits_victim, (unsigned long long)s->misses,
                 (unsigned long long)s->released, (unsigned long long)s->cached_bytes);
     }
+    fputs("],\"pools\":[", f);
+    struct sp_pools_json pj = {f, 0};
+    sp_upools_each_stats(sp_pool_json, &pj);
     fputc(']', f);
     if (origin) {
         fprintf(f, ",\"pid\":%ld,\"program\":", origin->pid);
@@ -160,6 +190,27 @@ int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
     }
     fprintf(f, "}\n");
     return ferror(f) ? -1 : 0;
+}
+
+struct sp_pools_table { FILE *f; unsigned n; };
+
+/* One row per program pool, under a header of its own (size: the pool's object_size_hint). */
+static void sp_pool_row(const char *name, const struct sp_class_stats *s, void *arg)
+{
+    struct sp_pools_table *pt = arg;
+    FILE *f = pt->f;
+    if (pt->n++ == 0)
+        fprintf(f, "%-20s %6s %12s %12s %8s %8s %8s %8s %8s %12s %12s\n", "pool", "size", "gets",
+                "puts", "private%", "shared%", "steal%", "victim%", "new%", "dropped",
+                "cached_obj");
+    char esc[4 * 20 + 1];
+    bool cut = sp_escape(esc, sizeof esc, name, 20);
+    double g = s->gets ? 100.0 / (double)s->gets : 0;
+    fprintf(f, "%-20s%s %6llu %12llu %12llu %8.1f %8.1f %8.1f %8.1f %8.1f %12llu %12llu\n", esc,
+            cut ? "..." : "", (unsigned long long)s->size, (unsigned long long)s->gets,
+            (unsigned long long)s->puts, g * (double)s->hits_private, g * (double)s->hits_shared,
+            g * (double)s->steals, g * (double)s->hits_victim, g * (double)s->misses,
+            (unsigned long long)s->released, (unsigned long long)s->cached_objects);
 }
 
 int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
@@ -198,5 +249,7 @@ int sp_stats_write_table(FILE *f, long rotate_ms, uint64_t rotations,
             g * (double)t.hits_shared, g * (double)t.steals, g * (double)t.hits_victim,
             g * (double)t.misses, (unsigned long long)t.released,
             (unsigned long long)t.cached_bytes);
+    struct sp_pools_table pt = {f, 0};
+    sp_upools_each_stats(sp_pool_row, &pt);
     return ferror(f) ? -1 : 0;
 }

@@ -10,7 +10,7 @@
 
 struct sp_class_stats {
     uint64_t size, gets, puts, hits_private, hits_shared, steals, hits_victim, misses, released,
-        cached_bytes;
+        cached_bytes, cached_objects;
 };
 
 /* The process the figures belong to (a wrapper such as `timeout` runs the library too, and
@@ -24,10 +24,13 @@ struct sp_stats_origin {
 /* Fills out[0 .. sp_nclasses) and returns sp_nclasses. */
 unsigned sp_stats_collect(struct sp_class_stats *out);
 uint64_t sp_stats_cached_bytes(void);
-/* gets summed over the classes: the pooled-size mallocs this process made. */
+/* gets summed over the classes and the program's pools: the pooled-size mallocs and pool Gets
+ * this process made. */
 uint64_t sp_stats_total_gets(void);
-/* One JSON object, one line.  Top level: rotate_ms, rotations, cached_bytes, classes[], then,
- * with an origin, pid, program, written_at_us (stats_file.c parses these back). */
+/* One JSON object, one line.  Top level: rotate_ms, rotations, cached_bytes (the classes'),
+ * classes[], pools[] (the program's own pools, upool.h: the classes' keys plus name and
+ * cached_objects; size is the pool's object_size_hint), then, with an origin, pid, program,
+ * written_at_us (stats_file.c parses these back). */
 int sp_stats_write_json(FILE *f, long rotate_ms, uint64_t rotations,
                         const struct sp_stats_origin *origin);
 /* The table; its first line ends with pid=N program=NAME when there is an origin. */

@@ -12,10 +12,14 @@
  *   microbench large  N SIZE      N times: p = malloc(SIZE); touch every page; free(p)
  *   microbench latency N SIZE     N timed malloc+free pairs (a window of 64 live objects, so
  *                                 the shared chain is used too); prints p50/p99/p99.9/max in ns
+ *   microbench poolpairs N SIZE   N times: x = syncpool_pool_get; write a byte; syncpool_pool_put
+ *                                 (a program pool of SIZE-byte objects: only under syncpool,
+ *                                 whose API is looked up with dlsym, so this file links nothing)
  *
  * Prints `ns_per_op=… ops_per_sec=…` (one op = one malloc + one free).  Under callgrind the
  * instruction count of two runs with different N gives instructions per op (scripts/callgrind). */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -47,6 +51,44 @@ static void pairs(long n, size_t size)
         free(p);
     }
     report("pairs", n, now() - t0);
+}
+
+/* The program pool's API (include/syncpool.h), declared here so that this file builds without
+ * the library. */
+struct sp_bench_pool_config {
+    void *(*new_object)(void *arg);
+    void (*drop_object)(void *obj, void *arg);
+    void *arg;
+    size_t max_cached_bytes_per_p, object_size_hint;
+    const char *name;
+};
+static void *bench_new(void *arg) { return malloc((size_t)(uintptr_t)arg); }
+static void bench_drop(void *obj, void *arg) { free(obj); }
+
+static int poolpairs(long n, size_t size)
+{
+    void *(*create)(const struct sp_bench_pool_config *) = dlsym(RTLD_DEFAULT, "syncpool_pool_create");
+    void *(*get)(void *) = dlsym(RTLD_DEFAULT, "syncpool_pool_get");
+    void (*put)(void *, void *) = dlsym(RTLD_DEFAULT, "syncpool_pool_put");
+    void (*destroy)(void *) = dlsym(RTLD_DEFAULT, "syncpool_pool_destroy");
+    if (!create || !get || !put || !destroy) {
+        fprintf(stderr, "poolpairs: run under syncpool (LD_PRELOAD=libsyncpool.so)\n");
+        return 2;
+    }
+    struct sp_bench_pool_config cfg = {bench_new, bench_drop, (void *)(uintptr_t)size, 0, size,
+                                       "microbench"};
+    void *pool = create(&cfg);
+    if (!pool) abort();
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        char *volatile p = get(pool);
+        if (!p) abort();
+        p[0] = (char)i;
+        put(pool, p);
+    }
+    report("poolpairs", n, now() - t0);
+    destroy(pool);
+    return 0;
 }
 
 static void batch(long n, long k, size_t size, int fifo)
@@ -218,7 +260,7 @@ static void prodcons(long n, size_t size)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large|latency N [K] SIZE\n"
+        fprintf(stderr, "usage: microbench pairs|batch|fifo|prodcons|large|latency|poolpairs N [K] SIZE\n"
                         "       microbench bulk N K | random N LIVE\n");
         return 2;
     }
@@ -230,6 +272,7 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "prodcons")) prodcons(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "large")) large(n, (size_t)atol(argv[3]));
     else if (!strcmp(m, "latency")) latency(n, (size_t)atol(argv[3]));
+    else if (!strcmp(m, "poolpairs")) return poolpairs(n, (size_t)atol(argv[3]));
     else if (argc >= 5 && (!strcmp(m, "batch") || !strcmp(m, "fifo")))
         batch(n, atol(argv[3]), (size_t)atol(argv[4]), !strcmp(m, "fifo"));
     else {

@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "unit_thread.h"
 #include "pool.h"
 #include "rotate.h"
 #include "stats.h"
@@ -17,21 +18,6 @@
 #define CACHE_BYTES (64 * 1024)
 
 static unsigned cls48;
-
-static void attach(void)
-{
-    if (!sp_thread_attach(&sp_self)) {
-        fprintf(stderr, "no P id\n");
-        exit(2);
-    }
-    sp_self.state = SP_T_ACTIVE;
-}
-
-static void detach(void)
-{
-    sp_self.state = SP_T_OFF;
-    sp_thread_detach(&sp_self);
-}
 
 static struct sp_class_stats stats_of(unsigned c)
 {
