@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "pool.h"
 #include "sp_assert.h"
+#include "stats.h"
 #include "upool.h"
 
 /* Three locks, so that nothing waits for a grace period but another rotation:
@@ -175,6 +176,11 @@ uint64_t sp_rotate_once(void)
 
 /* ---- the thread ----------------------------------------------------------------------------- */
 
+/* Fewer pooled mallocs and frees than this per ms of a period: the program has gone quiet, and
+ * what it freed can leave the process at once (sp_rotator_main).  10 000 a second is about what a
+ * program idling between requests makes, and a hundredth of what a busy one makes. */
+#define SP_QUIET_OPS_PER_MS 10
+
 static long sp_now_ms(void)
 {
     struct timespec t;
@@ -201,14 +207,24 @@ static void *sp_rotator_main(void *arg)
     sp_rot_set_up = true;
     pthread_cond_broadcast(&sp_rot_cond);
     pthread_mutex_unlock(&sp_rot_lock);
-    /* Memory that rotation handed back to jemalloc leaves the process soon after: the zone's
-     * decay runs every two periods (at least 200 ms apart, so a 1 ms rotation does not turn into
-     * constant page faults), and the other arenas' dirty pages (large blocks) are purged every two
-     * periods but at least 1 s apart, since a program that keeps reallocating large blocks faults
-     * in again whatever is purged (docs/design.md, "Purging"). */
+    /* Memory that rotation handed back to jemalloc leaves the process soon after
+     * (docs/design.md, "Purging"):
+     *  - once the program has gone quiet (fewer than SP_QUIET_OPS_PER_MS pooled mallocs and frees
+     *    per ms over a whole period), every arena's dirty pages at once, the zone's too: what the
+     *    last rotations gave back and nobody asked for again.  Once per quiet stretch, and again
+     *    after each rotation that gave objects back during it (the victim empties a period
+     *    after the program went quiet, an idle thread's stacks when the rotation ages them);
+     *  - while it runs, the zone keeps jemalloc's own decay (its mallocs and frees drive it, as
+     *    under jemalloc alone; purging it sooner made python fault its pages in again), advanced
+     *    here every decay_every for a program that allocates too little to drive it;
+     *  - the other arenas (large blocks), which never purge by themselves, every two periods but
+     *    at least 1 s apart, since a program that keeps reallocating large blocks faults in again
+     *    whatever is purged. */
     long decay_every = 2 * sp_period_ms < 200 ? 200 : 2 * sp_period_ms;
     long purge_every = 2 * sp_period_ms < 1000 ? 1000 : 2 * sp_period_ms;
     long last_decay = sp_now_ms(), last_purge = last_decay;
+    uint64_t last_ops = sp_purging ? sp_stats_class_ops() : 0;
+    bool quiet_purged = false;
     pthread_mutex_lock(&sp_rot_lock);
     while (sp_rot_wanted()) {
         struct timespec at;
@@ -221,11 +237,21 @@ static void *sp_rotator_main(void *arg)
             rc = pthread_cond_timedwait(&sp_rot_cond, &sp_rot_lock, &at);
         if (!sp_rot_wanted()) break;
         pthread_mutex_unlock(&sp_rot_lock);
-        sp_rotate_once();
+        uint64_t released = sp_rotate_once();
         long now = sp_now_ms();
-        if (sp_purging && now - last_decay >= decay_every) {
+        /* A whole period: rotations are at least a period apart (the timed wait above).  The
+         * counters only grow (a P's pcache and counters outlive its threads). */
+        uint64_t ops = sp_purging ? sp_stats_class_ops() : 0;
+        bool quiet = ops - last_ops < (uint64_t)sp_period_ms * SP_QUIET_OPS_PER_MS;
+        last_ops = ops;
+        if (!quiet) quiet_purged = false;
+        if (sp_purging && quiet && (!quiet_purged || released > 0)) {
+            be_purge(true, true);
+            quiet_purged = true;
+            last_decay = last_purge = now;
+        } else if (sp_purging && now - last_decay >= decay_every) {
             bool arenas = now - last_purge >= purge_every;
-            be_purge(arenas);
+            be_purge(false, arenas);
             last_decay = now;
             if (arenas) last_purge = now;
         }

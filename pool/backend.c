@@ -328,8 +328,9 @@ static bool be_set_decay(ssize_t dirty, ssize_t muzzy)
 
 /* The zone's dirty pages decay instead of being purged at each purge tick: a program that keeps
  * freeing and reallocating small objects (python's generations of records) would otherwise
- * fault the same pages in again after every purge (docs/design.md, "Purging").  Muzzy 0: what
- * decays goes straight back to the kernel (MADV_FREE'd pages would still count in RSS). */
+ * fault the same pages in again after every purge (docs/design.md, "Purging").  Muzzy 0, as
+ * jemalloc's default: what decays goes straight back to the kernel (MADV_FREE'd pages would
+ * still count in RSS). */
 static void be_zone_set_decay(unsigned ind)
 {
     sp_assert_held(&be_zone_arena_lock);    /* be_zone_decay_ms is read under it */
@@ -342,7 +343,7 @@ static void be_zone_set_decay(unsigned ind)
     mallctl(name, NULL, NULL, &muzzy, sizeof muzzy);
 }
 
-bool be_take_over_purging(long period_ms)
+bool be_take_over_purging(void)
 {
     const char *user = secure_getenv("MALLOC_CONF");   /* as jemalloc reads it */
     if (user && strstr(user, "decay_ms")) return false;
@@ -350,12 +351,14 @@ bool be_take_over_purging(long period_ms)
     /* jemalloc's decay purges a freed extent at once when it was dirtied within the current decay
      * epoch (a block freed and reallocated in a loop faults in again every time).  -1 = never
      * purge on its own; the rotation thread purges instead (be_purge).  The zone holds no such
-     * blocks (only pooled classes): its pages decay over two rotation periods, at least 500 ms
-     * (what it took to keep python's page faults near jemalloc's, docs/performance.md), a decay
-     * the rotation thread runs even when nothing allocates (be_purge). */
+     * blocks (only pooled classes): it keeps jemalloc's own decay (10 s), so that while the
+     * program allocates its pages come and go as under jemalloc alone (a shorter decay made
+     * python fault its pages in again, docs/performance.md); the rotation thread advances that
+     * decay when nothing allocates, and purges the zone at once when the program goes quiet
+     * (be_purge). */
     if (!be_set_decay(-1, -1)) return false;
     pthread_mutex_lock(&be_zone_arena_lock);     /* be_zone_decay_ms is read under it */
-    be_zone_decay_ms = 2 * period_ms < 500 ? 500 : 2 * period_ms;
+    be_zone_decay_ms = BE_JEMALLOC_DIRTY_DECAY_MS;
     unsigned a = atomic_load_explicit(&be_zone_arena, memory_order_relaxed);
     if (a) be_zone_set_decay(a - 1);
     pthread_mutex_unlock(&be_zone_arena_lock);
@@ -368,7 +371,7 @@ void be_give_back_purging(void)
     pthread_mutex_lock(&be_zone_arena_lock);
     be_zone_decay_ms = -1;                        /* a zone made later keeps jemalloc's */
     pthread_mutex_unlock(&be_zone_arena_lock);
-    be_set_decay(10000, 0);   /* jemalloc 5.3's defaults (opt.dirty_decay_ms, opt.muzzy_decay_ms) */
+    be_set_decay(BE_JEMALLOC_DIRTY_DECAY_MS, 0);   /* jemalloc 5.3's defaults */
 }
 
 void be_thread_init(void)
@@ -377,7 +380,7 @@ void be_thread_init(void)
     mallctl("thread.arena", NULL, NULL, &zero, sizeof zero);
 }
 
-void be_purge(bool arenas)
+void be_purge(bool zone, bool arenas)
 {
     /* MIBs of arena.<i>.purge and arena.<i>.decay, looked up on the first call (only the rotation
      * thread calls this). */
@@ -387,16 +390,17 @@ void be_purge(bool arenas)
     if (!mibs_ok)
         mibs_ok = mallctlnametomib("arena.0.purge", purge_mib, &len) == 0 &&
                   (len = 3, mallctlnametomib("arena.0.decay", decay_mib, &len) == 0);
-    unsigned zone = atomic_load_explicit(&be_zone_arena, memory_order_acquire);   /* index + 1 */
+    unsigned zone_ind = atomic_load_explicit(&be_zone_arena, memory_order_acquire);   /* index + 1 */
     unsigned narenas = 0;
     size_t nlen = sizeof narenas;
     if (!mibs_ok || mallctl("arenas.narenas", &narenas, &nlen, NULL, 0) != 0) {
-        if (arenas) be_purge_all();
+        if (zone || arenas) be_purge_all();
         return;
     }
     for (unsigned i = 0; i < narenas; i++) {
-        if (i + 1 != zone && !arenas) continue;
-        size_t *mib = i + 1 == zone ? decay_mib : purge_mib;
+        bool is_zone = i + 1 == zone_ind;
+        if (!is_zone && !arenas) continue;
+        size_t *mib = is_zone && !zone ? decay_mib : purge_mib;
         mib[1] = i;
         mallctlbymib(mib, 3, NULL, NULL, NULL, 0);   /* uninitialised arenas are skipped */
     }

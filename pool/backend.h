@@ -230,13 +230,17 @@ void be_init(void);
 void be_fork_prepare(void);
 void be_fork_parent(void);
 void be_fork_child(void);
-/* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread, whose
- * period is period_ms), which then calls be_purge() on its own schedule.  Returns false if the
- * user's MALLOC_CONF sets a decay time (theirs wins) or jemalloc refused. */
-bool be_take_over_purging(long period_ms);
-/* The rotation thread's purge tick: runs the zone's decay (its pages unused for longer than its
- * decay time go back to the kernel) and, if `arenas`, purges every other arena's dirty pages. */
-void be_purge(bool arenas);
+/* Hands jemalloc's purging of unused dirty pages over to the caller (the rotation thread),
+ * which then calls be_purge() on its own schedule: the arenas other than the zone never purge
+ * by themselves, the zone keeps jemalloc's decay.  Returns false if the user's MALLOC_CONF sets a
+ * decay time (theirs wins) or jemalloc refused. */
+bool be_take_over_purging(void);
+/* jemalloc 5.3's opt.dirty_decay_ms. */
+#define BE_JEMALLOC_DIRTY_DECAY_MS 10000
+/* The rotation thread's purge tick: the zone's dirty pages all go back to the kernel if `zone`,
+ * else its decay runs (pages unused for longer than the decay time go back); if `arenas`, every
+ * other arena's dirty pages go back too. */
+void be_purge(bool zone, bool arenas);
 /* Gives purging back to jemalloc (its default decay times), e.g. when no thread can do it. */
 void be_give_back_purging(void);
 /* For a background thread of ours: sets up its backend state now, bound to arena 0, so that it
@@ -337,8 +341,8 @@ static inline void be_init(void) {}  /* nothing to set up */
 static inline void be_fork_prepare(void) {}
 static inline void be_fork_parent(void) {}
 static inline void be_fork_child(void) {}
-static inline bool be_take_over_purging(long period_ms) { (void)period_ms; return false; }
-static inline void be_purge(bool arenas) { (void)arenas; }
+static inline bool be_take_over_purging(void) { return false; }
+static inline void be_purge(bool zone, bool arenas) { (void)zone; (void)arenas; }
 static inline void be_give_back_purging(void) {}
 static inline void be_thread_init(void) {}
 static inline void *be_alloc_after_oom(size_t n, int flags) { (void)n; (void)flags; return NULL; }

@@ -48,6 +48,15 @@ uint64_t sp_stats_cached_bytes(void)
     return total;
 }
 
+uint64_t sp_stats_class_ops(void)
+{
+    struct sp_class_stats cs[SP_MAX_CLASSES];
+    unsigned n = sp_stats_collect(cs);
+    uint64_t total = 0;
+    for (unsigned c = 0; c < n; c++) total += cs[c].gets + cs[c].puts;
+    return total;
+}
+
 static void sp_add_gets(const char *name, const struct sp_class_stats *s, void *arg)
 {
     *(uint64_t *)arg += s->gets;

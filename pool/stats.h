@@ -27,6 +27,9 @@ uint64_t sp_stats_cached_bytes(void);
 /* gets summed over the classes and the program's pools: the pooled-size mallocs and pool Gets
  * this process made. */
 uint64_t sp_stats_total_gets(void);
+/* Gets and Puts summed over the size classes (mallocs and frees of pooled sizes), for the
+ * rotation thread's "has the program gone quiet" (cleanup/rotate.c). */
+uint64_t sp_stats_class_ops(void);
 /* One JSON object, one line.  Top level: rotate_ms, rotations, cached_bytes (the classes'),
  * classes[], pools[] (the program's own pools, upool.h: the classes' keys plus name and
  * cached_objects; size is the pool's object_size_hint), then, with an origin, pid, program,

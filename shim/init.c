@@ -117,7 +117,7 @@ __attribute__((constructor)) static void sp_init(void)
             /* With rotation on, the rotation thread also decides when jemalloc's dirty pages go
              * back to the kernel (docs/design.md, "Purging"). */
             sp_rotator_configure(sp_cfg.rotate_ms, sp_cfg.rotate_ms > 0 &&
-                                                       sp_pool_take_over_purging(sp_cfg.rotate_ms));
+                                                       sp_pool_take_over_purging());
             atomic_thread_fence(memory_order_release);
             sp_max_size = max;         /* pools on: the tables above are complete */
         }
