@@ -1,6 +1,5 @@
 /* get.c — Get past the private stack: the own shared chain's head, stealing from the other Ps'
  * tails, the victim generation (Go's getSlow), and a miss to the backend (Go's New). */
-#include <errno.h>
 
 #include "batch.h"
 #include "gen.h"
@@ -133,31 +132,5 @@ void *sp_get_rest(struct sp_thread *t, size_t cls)
 {
     void *x = SP_LIKELY(t->state == SP_T_ACTIVE) ? sp_pool_get_more(t, cls) : NULL;
     sp_guard_exit(&t->guard);
-    return x;
-}
-
-/* The rare parts of a miss, out of line: the backend had no memory (purge and retry, backend.h),
- * and the thread's first miss, which binds it to the zone. */
-static __attribute__((noinline)) void *sp_pool_alloc_class_after_oom(struct sp_thread *t,
-                                                                     size_t cls, int flags)
-{
-    void *x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, t->zone_flags);
-    if (!x) errno = ENOMEM;
-    return x;
-}
-
-static __attribute__((noinline)) int sp_zone_flags_first(struct sp_thread *t)
-{
-    return t->zone_flags = be_zone_bind();
-}
-
-void *sp_pool_miss(struct sp_thread *t, size_t cls)
-{
-    /* The guard stays held over the backend call: a signal handler interrupting it is nested. */
-    sp_assert(sp_guard_held(&t->guard));
-    int zf = t->zone_flags;
-    if (SP_UNLIKELY(zf == 0)) zf = sp_zone_flags_first(t);
-    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], 0, zf);
-    if (SP_UNLIKELY(x == NULL)) x = sp_pool_alloc_class_after_oom(t, cls, 0);
     return x;
 }

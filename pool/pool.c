@@ -3,6 +3,8 @@
  * The rest: gen.c (generations), get.c and put.c (the slow paths), batch.h (their batches). */
 #include "pool.h"
 
+#include <errno.h>
+
 #include "backend.h"
 #include "gen.h"
 #include "nested.h"
@@ -75,6 +77,36 @@ static __attribute__((noinline)) void *sp_alloc_unpooled(struct sp_thread *t, si
     if (sp_pool_setup_thread(t)) return sp_pool_alloc(c);
     if (!sp_nclasses) return sp_pool_pass_alloc(1, 0, false);
     return sp_pool_alloc_unpooled(c, false);
+}
+
+/* The rare parts of a miss, out of line: the backend had no memory (purge and retry, backend.h),
+ * and the thread's first miss, which binds it to the zone. */
+static __attribute__((noinline)) void *sp_pool_alloc_class_after_oom(struct sp_thread *t,
+                                                                     size_t cls, int flags)
+{
+    void *x = be_alloc_class_after_oom((unsigned)cls, sp_class_size[cls], flags, t->zone_flags);
+    if (!x) errno = ENOMEM;
+    return x;
+}
+
+static __attribute__((noinline)) int sp_zone_flags_first(struct sp_thread *t)
+{
+    return t->zone_flags = be_zone_bind();
+}
+
+/* A miss, guard held: a fresh backend object of class cls, through my P's zone flags.  One
+ * object, as Go's New: filling half a stack from the backend instead cost fewer instructions but
+ * made python's wall time worse (docs/performance.md).  NULL: no memory (errno ENOMEM).  Inline
+ * in sp_alloc_rest, its only caller: a call of its own cost 15 instructions a miss. */
+static inline __attribute__((always_inline)) void *sp_pool_miss(struct sp_thread *t, size_t cls)
+{
+    /* The guard stays held over the backend call: a signal handler interrupting it is nested. */
+    sp_assert(sp_guard_held(&t->guard));
+    int zf = t->zone_flags;
+    if (SP_UNLIKELY(zf == 0)) zf = sp_zone_flags_first(t);
+    void *x = be_alloc_class((unsigned)cls, sp_class_size[cls], 0, zf);
+    if (SP_UNLIKELY(x == NULL)) x = sp_pool_alloc_class_after_oom(t, cls, 0);
+    return x;
 }
 
 /* Past a missed private stack, with the guard held: the rest of Get, then the backend. */

@@ -253,10 +253,6 @@ static inline bool sp_pool_miss_known(struct sp_thread *t, size_t cls)
  *     the cap, or with no memory for a ring) flushes its oldest half to the backend. */
 void *sp_pool_get_more(struct sp_thread *t, size_t cls);
 void sp_pool_put_more(struct sp_thread *t, size_t cls, void *x);
-/* A miss, guard held: a fresh backend object of class cls, through my P's zone flags.  One
- * object, as Go's New: filling half a stack from the backend instead cost fewer instructions but
- * made python's wall time worse (docs/performance.md).  NULL: no memory (errno ENOMEM). */
-void *sp_pool_miss(struct sp_thread *t, size_t cls);
 
 typedef void *(*sp_get_rest_fn)(struct sp_thread *t, size_t cls);
 typedef bool (*sp_put_rest_fn)(struct sp_thread *t, size_t cls, void *x);
