@@ -32,7 +32,9 @@ static pthread_mutex_t sp_rot_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sp_rot_life = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sp_rot_cond;      /* the thread's timed wait: users, quit or stop changed */
 static long sp_period_ms;
-static bool sp_purging;                 /* we purge jemalloc's dirty pages (be_take_over_purging) */
+static bool sp_purge_wanted;            /* take over jemalloc's purging when the thread is armed */
+static bool sp_purging;                 /* we purge jemalloc's dirty pages (be_take_over_purging):
+                                         * set before the thread first starts (sp_rotator_arm) */
 static _Atomic uint64_t sp_rot_count;
 
 /* The thread's life cycle, under sp_rot_lock.  IDLE: no thread; RUNNING: it runs (it may have
@@ -49,6 +51,8 @@ static bool sp_rot_final;               /* process exit: never start again */
 static int sp_rot_paused;               /* inside sp_rotator_pause/resume: do not start */
 static bool sp_rot_cond_ready;
 static bool sp_rot_set_up;              /* the running thread has bound its backend state */
+static bool sp_rot_armed;               /* the pools are warm (sp_rotator_arm): the thread may run */
+static _Atomic bool sp_rot_arming;      /* sp_rotator_arm was called (the first caller arms) */
 
 /* Generations ready to be published.  Rotation n publishes a spare and gets the generation that
  * aged out back as a spare, so after start-up (sp_spares_fill, from the constructor's thread) the
@@ -90,7 +94,7 @@ void sp_rotator_configure(long period_ms, bool purge)
 {
     sp_assert(period_ms >= 0);
     sp_period_ms = period_ms;
-    sp_purging = purge && period_ms > 0;
+    sp_purge_wanted = purge && period_ms > 0;
     pthread_mutex_lock(&sp_rot_lock);
     if (!sp_rot_cond_ready) sp_cond_init();
     if (period_ms > 0) sp_spares_fill();  /* else rotations only by syncpool_rotate_now() */
@@ -306,8 +310,8 @@ static void sp_rot_start_locked_life(void)
     pthread_mutex_unlock(&sp_rot_lock);
     if (exited && !sp_rot_join_locked_life(NULL)) return;
     pthread_mutex_lock(&sp_rot_lock);
-    if (sp_rot_state == SP_ROT_IDLE && sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
-        sp_rot_users > 0) {
+    if (sp_rot_state == SP_ROT_IDLE && sp_period_ms > 0 && sp_rot_armed && !sp_rot_final &&
+        !sp_rot_paused && sp_rot_users > 0) {
         sp_rot_quit = false;
         sp_rot_set_up = false;
         /* The thread gets no signals: they belong to the application's threads. */
@@ -338,10 +342,27 @@ void sp_rotator_user_add(void)
     sp_assert(!sp_guard_held(&sp_self.guard));   /* not inside the allocator */
     pthread_mutex_lock(&sp_rot_lock);
     sp_rot_users++;
-    bool start = sp_period_ms > 0 && !sp_rot_final && !sp_rot_paused &&
+    bool start = sp_period_ms > 0 && sp_rot_armed && !sp_rot_final && !sp_rot_paused &&
                  sp_rot_state != SP_ROT_RUNNING;
     pthread_mutex_unlock(&sp_rot_lock);
     if (!start) return;
+    pthread_mutex_lock(&sp_rot_life);
+    sp_rot_start_locked_life();
+    pthread_mutex_unlock(&sp_rot_life);
+}
+
+void sp_rotator_arm(void)
+{
+    sp_assert(!sp_guard_held(&sp_self.guard));   /* not inside the allocator */
+    if (atomic_exchange_explicit(&sp_rot_arming, true, memory_order_relaxed)) return;
+    /* Only this call gets here, once per process (a forked child inherits the flags).  Purging
+     * is taken over before the thread can exist, which then reads sp_purging without the lock. */
+    bool purging = sp_purge_wanted && be_take_over_purging();
+    pthread_mutex_lock(&sp_rot_lock);
+    sp_assert(sp_rot_state != SP_ROT_RUNNING);
+    sp_purging = purging;
+    sp_rot_armed = true;
+    pthread_mutex_unlock(&sp_rot_lock);
     pthread_mutex_lock(&sp_rot_life);
     sp_rot_start_locked_life();
     pthread_mutex_unlock(&sp_rot_life);

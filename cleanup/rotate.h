@@ -17,12 +17,18 @@
 #include <stdint.h>
 
 /* Period in ms (0 = never rotate on a timer).  purge: the thread also purges the backend's dirty
- * pages (after be_take_over_purging).  Call once, from the thread that sets the pools up (it also
- * allocates the spare generations), before the first sp_rotator_user_add. */
+ * pages, once it is armed (be_take_over_purging).  Call once, from the thread that sets the pools
+ * up (it also allocates the spare generations), before the first sp_rotator_user_add. */
 void sp_rotator_configure(long period_ms, bool purge);
+/* The pools are warm (pool.h, sp_pool_set_warm_hook): from now on the thread runs whenever it has
+ * users (until then it is not started: a small program caches too little to need it).  Takes
+ * over the backend's purging first, if configured.  Outside the allocator and any read-side
+ * section. */
+void sp_rotator_arm(void);
 /* An application thread starts (add) or stops (drop) using the pools.  add starts the thread
- * if it should run and does not: call it with the re-entry guard held (pthread_create
- * allocates) and outside any read-side section.  drop ends it after the last user. */
+ * if it should run (armed) and does not: call it outside the allocator (pthread_create
+ * allocates; the caller's thread state keeps those allocations out of the pools) and outside any
+ * read-side section.  drop ends it after the last user. */
 void sp_rotator_user_add(void);
 void sp_rotator_user_drop(void);
 /* Stops and joins the thread (process exit); it is not started again.  Pools keep working,

@@ -28,8 +28,6 @@ static inline bool sp_pool_start(size_t cache_bytes)
     be_zone_init();
     return true;
 }
-/* The rotation thread takes over the backend's purging (backend.h). */
-static inline bool sp_pool_take_over_purging(void) { return be_take_over_purging(); }
 
 /* n bytes (0 counts as 1) aligned to align (0: the backend's default), zeroed if zero; not from
  * the zone.  NULL with errno ENOMEM. */

@@ -109,14 +109,39 @@ static inline __attribute__((always_inline)) void *sp_pool_miss(struct sp_thread
     return x;
 }
 
+/* Warmth (pool.h, SP_WARM_BYTES): bytes the misses handed out, counted until the pools are warm. */
+static void (*sp_warm_hook)(void);
+static _Atomic bool sp_warm;
+static _Atomic size_t sp_warm_bytes;
+void sp_pool_set_warm_hook(void (*fn)(void)) { sp_warm_hook = fn; }
+
+void sp_pool_warm_now(void)
+{
+    if (atomic_load_explicit(&sp_warm, memory_order_relaxed) ||
+        atomic_exchange_explicit(&sp_warm, true, memory_order_relaxed))
+        return;                       /* warm already, or another thread runs the hook */
+    int e = errno;
+    if (sp_warm_hook) sp_warm_hook();
+    errno = e;
+}
+
+static __attribute__((noinline)) void sp_warm_by(size_t c)
+{
+    size_t n = sp_class_size[c];
+    if (atomic_fetch_add_explicit(&sp_warm_bytes, n, memory_order_relaxed) + n >= SP_WARM_BYTES)
+        sp_pool_warm_now();
+}
+
 /* Past a missed private stack, with the guard held: the rest of Get, then the backend. */
 __attribute__((noinline)) void *sp_alloc_rest(struct sp_thread *t, size_t c)
 {
     if (SP_UNLIKELY(t->state != SP_T_ACTIVE)) return sp_alloc_unpooled(t, c);
     void *x = sp_pool_miss_known(t, c) ? NULL : sp_pool_get_more(t, c);
-    if (!x) x = sp_pool_miss(t, c);
+    bool missed = x == NULL;
+    if (missed) x = sp_pool_miss(t, c);
     sp_guard_exit(&t->guard);
     sp_pool_drain_deferred(t);
+    if (SP_UNLIKELY(missed && !atomic_load_explicit(&sp_warm, memory_order_relaxed))) sp_warm_by(c);
     return x;
 }
 

@@ -364,6 +364,14 @@ static inline __attribute__((always_inline)) void sp_pool_free(size_t cls, void 
 void sp_pool_set_thread_setup(bool (*setup)(void));
 /* A NEW thread, guard not held: runs the client's set-up; true if the thread is now ACTIVE. */
 bool sp_pool_setup_thread(struct sp_thread *t);
+/* The pools are "warm" once their misses have handed out SP_WARM_BYTES of objects, or the program
+ * made a pool of its own (upool.h): before that, everything they cache (objects that came from
+ * those misses) is under SP_WARM_BYTES in all, and rotating it is not worth a thread.  The
+ * client's hook runs once, on the thread that warms them, outside the allocator (guard not
+ * held), errno kept; the cleanup starts the rotation thread there. */
+#define SP_WARM_BYTES (64 * 1024)
+void sp_pool_set_warm_hook(void (*fn)(void));
+void sp_pool_warm_now(void);
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
  * (sp_cap[c] = max(1, cache_bytes / size), private stack included).  false: no memory for the

@@ -115,9 +115,9 @@ __attribute__((constructor)) static void sp_init(void)
         sp_pool_set_thread_setup(sp_thread_setup);
         if (sp_pool_start(sp_cfg.cache_bytes)) {
             /* With rotation on, the rotation thread also decides when jemalloc's dirty pages go
-             * back to the kernel (docs/design.md, "Purging"). */
-            sp_rotator_configure(sp_cfg.rotate_ms, sp_cfg.rotate_ms > 0 &&
-                                                       sp_pool_take_over_purging());
+             * back to the kernel (docs/design.md, "Purging"); it starts once the pools are warm. */
+            sp_rotator_configure(sp_cfg.rotate_ms, sp_cfg.rotate_ms > 0);
+            if (sp_cfg.rotate_ms > 0) sp_pool_set_warm_hook(sp_rotator_arm);
             atomic_thread_fence(memory_order_release);
             sp_max_size = max;         /* pools on: the tables above are complete */
         }

@@ -12,8 +12,8 @@
  *
  * The program first (for the setns modes) forks a helper that, before doing anything else, puts
  * itself in a new user and mount namespace with the raw unshare system call and then waits; then
- * main creates and joins 2 threads that allocate (so the library is fully running: pools on,
- * background thread started), then makes the call:
+ * main warms the pools (so the library is fully running: pools on, background thread started)
+ * and creates and joins 2 threads that allocate, then makes the call:
  *   unshare-user   unshare(CLONE_NEWUSER)
  *   unshare-mnt    unshare(CLONE_NEWNS)
  *   setns-user     setns(/proc/HELPER/ns/user, CLONE_NEWUSER)
@@ -179,6 +179,7 @@ int main(int argc, char **argv)
         stop_helper();
         return 77;
     }
+    sp_warm_pools();   /* the rotation thread runs: the calls below must stop it */
     /* the program's own threads, which allocate, and are all joined before the call */
     if (run_threads(2) != 0) {
         stop_helper();

@@ -86,6 +86,22 @@ __attribute__((unused)) static int sp_report(const char *name)
     return f ? 1 : 0;
 }
 
+/* Warms the library's pools so that its rotation thread runs (it starts once the pools' misses
+ * have handed out 64 KiB: pool.h, SP_WARM_BYTES): 1024 objects of 128 bytes, all live at once,
+ * then freed.  Tests of how a process behaves with that thread call it first; harmless without
+ * the library. */
+__attribute__((unused)) static void sp_warm_pools(void)
+{
+    enum { N = 1024 };
+    static void *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = malloc(128);
+        if (!v[i]) abort();
+        memset(v[i], i, 1);
+    }
+    for (int i = 0; i < N; i++) free(v[i]);
+}
+
 /* xorshift64* PRNG; state must be non-zero. */
 static inline uint64_t sp_rand(uint64_t *s)
 {

@@ -342,6 +342,7 @@ static void test_stress_rotation(void)
     sp_self.state = SP_T_BUSY;
     sp_rotator_user_add();
     sp_self.state = SP_T_ACTIVE;
+    sp_rotator_arm();   /* the thread runs from here (the shim arms it when the pools are warm) */
     uint64_t r0 = sp_rotations();
     pthread_t th[T];
     for (int i = 0; i < T; i++) pthread_create(&th[i], NULL, stress_thread, (void *)(intptr_t)i);

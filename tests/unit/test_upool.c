@@ -258,6 +258,7 @@ static void test_stress(void)
     stress_pool[1] = make(0, 0, "stress1");
     sp_rotator_configure(1, false);
     sp_rotator_user_add();
+    sp_rotator_arm();   /* the thread runs from here (the shim arms it when the pools are warm) */
     pthread_t th[T];
     for (uintptr_t i = 0; i < T; i++) pthread_create(&th[i], NULL, stress_thread, (void *)i);
     for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
