@@ -47,6 +47,7 @@ void *sp_pool_pass_alloc(size_t n, size_t align, bool zero)
     if (SP_UNLIKELY(!p) && !(p = be_alloc_after_oom(n ? n : 1, flags))) errno = ENOMEM;
     if (SP_UNLIKELY(zf != 0)) p = sp_mark_zone(p);
     sp_guard_exit(&t->guard);
+    sp_pool_note_handed_out(t, n >> SP_WARM_LARGE_SHIFT);
     return p;
 }
 
@@ -132,6 +133,7 @@ void *sp_pool_pass_realloc(void *p, size_t n)
         if (SP_UNLIKELY(q == NULL) && !(q = be_realloc_after_oom(p, n, flags)))
             errno = ENOMEM;                        /* p stays valid */
         sp_guard_exit(&t->guard);
+        sp_pool_note_handed_out(t, n >> SP_WARM_LARGE_SHIFT);
         return q;
     }
     if (!nested) sp_guard_exit(&t->guard);

@@ -111,23 +111,25 @@ static inline __attribute__((always_inline)) void *sp_pool_miss(struct sp_thread
 
 /* Warmth (pool.h, SP_WARM_BYTES): bytes the misses handed out, counted until the pools are warm. */
 static void (*sp_warm_hook)(void);
-static _Atomic bool sp_warm;
+_Atomic bool sp_pool_warm;
 static _Atomic size_t sp_warm_bytes;
 void sp_pool_set_warm_hook(void (*fn)(void)) { sp_warm_hook = fn; }
 
 void sp_pool_warm_now(void)
 {
-    if (atomic_load_explicit(&sp_warm, memory_order_relaxed) ||
-        atomic_exchange_explicit(&sp_warm, true, memory_order_relaxed))
+    if (atomic_load_explicit(&sp_pool_warm, memory_order_relaxed) ||
+        atomic_exchange_explicit(&sp_pool_warm, true, memory_order_relaxed))
         return;                       /* warm already, or another thread runs the hook */
     int e = errno;
     if (sp_warm_hook) sp_warm_hook();
     errno = e;
 }
 
-static __attribute__((noinline)) void sp_warm_by(size_t c)
+__attribute__((noinline)) void sp_pool_warm_by(struct sp_thread *t, size_t n)
 {
-    size_t n = sp_class_size[c];
+    sp_assert(!sp_guard_held(&t->guard));
+    if (t->state == SP_T_NEW && !sp_pool_setup_thread(t)) return;   /* too early, or no pools */
+    if (t->state != SP_T_ACTIVE) return;
     if (atomic_fetch_add_explicit(&sp_warm_bytes, n, memory_order_relaxed) + n >= SP_WARM_BYTES)
         sp_pool_warm_now();
 }
@@ -141,7 +143,7 @@ __attribute__((noinline)) void *sp_alloc_rest(struct sp_thread *t, size_t c)
     if (missed) x = sp_pool_miss(t, c);
     sp_guard_exit(&t->guard);
     sp_pool_drain_deferred(t);
-    if (SP_UNLIKELY(missed && !atomic_load_explicit(&sp_warm, memory_order_relaxed))) sp_warm_by(c);
+    if (missed) sp_pool_note_handed_out(t, sp_class_size[c]);
     return x;
 }
 

@@ -364,14 +364,30 @@ static inline __attribute__((always_inline)) void sp_pool_free(size_t cls, void 
 void sp_pool_set_thread_setup(bool (*setup)(void));
 /* A NEW thread, guard not held: runs the client's set-up; true if the thread is now ACTIVE. */
 bool sp_pool_setup_thread(struct sp_thread *t);
-/* The pools are "warm" once their misses have handed out SP_WARM_BYTES of objects, or the program
- * made a pool of its own (upool.h): before that, everything they cache (objects that came from
- * those misses) is under SP_WARM_BYTES in all, and rotating it is not worth a thread.  The
- * client's hook runs once, on the thread that warms them, outside the allocator (guard not
- * held), errno kept; the cleanup starts the rotation thread there. */
+/* The pools are "warm" once their misses have handed out SP_WARM_BYTES, or the backend's
+ * pass-through (pass.h: large and unpooled requests) 2^SP_WARM_LARGE_SHIFT times that (8 MiB), or
+ * a mix, or the program made a pool of its own (upool.h).  Before that, everything the pools
+ * cache (objects that came from those misses) is under SP_WARM_BYTES in all, and rotating it is
+ * not worth a thread.  Large requests count because the rotation thread also takes over the
+ * backend's purging, without which a program that reuses large blocks faults them in again on
+ * every malloc (backend.h, be_take_over_purging); 8 MiB of them so faulted are at most 2048
+ * faults.  Only ACTIVE threads count (a NEW one is set up first: the hook's pthread_create would
+ * set it up inside the rotation's lock), so what the process allocates before the pools are on
+ * (libstdc++'s emergency pool) does not.  The client's hook runs once, on the thread that warms
+ * them, outside the allocator (guard not held), errno kept; the cleanup starts the rotation
+ * thread there. */
 #define SP_WARM_BYTES (64 * 1024)
+#define SP_WARM_LARGE_SHIFT 7
+extern _Atomic bool sp_pool_warm;
 void sp_pool_set_warm_hook(void (*fn)(void));
 void sp_pool_warm_now(void);
+/* Counts n weighted bytes handed out toward warmth.  Guard not held. */
+void sp_pool_warm_by(struct sp_thread *t, size_t n);
+static inline void sp_pool_note_handed_out(struct sp_thread *t, size_t n)
+{
+    if (SP_UNLIKELY(!atomic_load_explicit(&sp_pool_warm, memory_order_relaxed)))
+        sp_pool_warm_by(t, n);
+}
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class
  * (sp_cap[c] = max(1, cache_bytes / size), private stack included).  false: no memory for the

@@ -6,26 +6,31 @@
  *   2. after sp_warm_pools (128 KiB of live objects) it has 2, syncpool's rotation thread, and
  *      rotations follow (at least 2 within 2 s at the default 100 ms);
  *   3. a program pool warms the pools by itself: a child process (forked before step 2, so
- *      not warm) that creates one has the rotation thread right after syncpool_pool_create. */
+ *      not warm) that creates one has the rotation thread right after syncpool_pool_create;
+ *   4. so do 8 MiB of large blocks (two of 4 MiB), in another such child. */
 #define _GNU_SOURCE
 #include "sp_test.h"
 
-#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/wait.h>
 
 #include "syncpool.h"
 
+/* The Threads: line of /proc/self/status, read without allocating (opendir would malloc a
+ * 32 KiB buffer, which counts toward warmth). */
 static int threads_now(void)
 {
-    DIR *d = opendir("/proc/self/task");
-    REQUIRE(d != NULL, "opendir /proc/self/task");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    REQUIRE(fd >= 0, "open /proc/self/status");
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    REQUIRE(n > 0, "read /proc/self/status");
+    buf[n] = 0;
+    const char *l = strstr(buf, "\nThreads:");
+    REQUIRE(l != NULL, "no Threads: line");
+    return atoi(l + 9);
 }
 
 static void *few(void *arg)
@@ -62,6 +67,24 @@ int main(void)
     REQUIRE(waitpid(child, &st, 0) == child, "waitpid");
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
           "child: no rotation thread after syncpool_pool_create (status %d)", st);
+
+    /* Large requests count 1/128 of their size: 8 MiB of them warm the pools (the thread also
+     * takes over the purging that keeps a reused large block from faulting in again). */
+    child = fork();
+    REQUIRE(child >= 0, "fork");
+    if (child == 0) {
+        int ok = threads_now() == 1;
+        for (int i = 0; i < 2; i++) {
+            char *b = malloc(4 << 20);
+            if (!b) _exit(2);
+            memset(b, 1, 4 << 20);
+            free(b);
+        }
+        _exit(ok && threads_now() == 2 ? 0 : 1);
+    }
+    REQUIRE(waitpid(child, &st, 0) == child, "waitpid");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "child: no rotation thread after 8 MiB of large blocks (status %d)", st);
 
     sp_warm_pools();
     CHECK(threads_now() == 2, "%d threads after warming the pools, expected 2", threads_now());
