@@ -109,7 +109,8 @@ static inline __attribute__((always_inline)) void *sp_pool_miss(struct sp_thread
     return x;
 }
 
-/* Warmth (pool.h, SP_WARM_BYTES): bytes the misses handed out, counted until the pools are warm. */
+/* Warmth (pool.h, SP_WARM_BYTES): the weighted bytes handed out, counted until the pools are
+ * warm. */
 static void (*sp_warm_hook)(void);
 _Atomic bool sp_pool_warm;
 static _Atomic size_t sp_warm_bytes;
@@ -117,6 +118,8 @@ void sp_pool_set_warm_hook(void (*fn)(void)) { sp_warm_hook = fn; }
 
 void sp_pool_warm_now(void)
 {
+    struct sp_thread *t = &sp_self;
+    if (t->state == SP_T_NEW) sp_pool_setup_thread(t);   /* not inside the hook's start */
     if (atomic_load_explicit(&sp_pool_warm, memory_order_relaxed) ||
         atomic_exchange_explicit(&sp_pool_warm, true, memory_order_relaxed))
         return;                       /* warm already, or another thread runs the hook */

@@ -380,6 +380,7 @@ bool sp_pool_setup_thread(struct sp_thread *t);
 #define SP_WARM_LARGE_SHIFT 7
 extern _Atomic bool sp_pool_warm;
 void sp_pool_set_warm_hook(void (*fn)(void));
+/* Warm now (a program pool).  Guard not held; a NEW thread is set up first. */
 void sp_pool_warm_now(void);
 /* Counts n weighted bytes handed out toward warmth.  Guard not held. */
 void sp_pool_warm_by(struct sp_thread *t, size_t n);

@@ -529,11 +529,7 @@ SP_API syncpool_pool *syncpool_pool_create(const struct syncpool_pool_config *cf
     sp_upools = pool;
     atomic_fetch_add_explicit(&sp_upool_count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sp_upool_lock);
-    /* A program's pool rotates from the start (Go's victim semantics).  A NEW thread is set up
-     * first: the warm hook starts the rotation thread under the rotation's lock, and a set-up
-     * inside that start (pthread_create allocates) would take the lock again. */
-    if (sp_self.state == SP_T_NEW) sp_pool_setup_thread(&sp_self);
-    sp_pool_warm_now();
+    sp_pool_warm_now();   /* a program's pool rotates from the start (Go's victim semantics) */
     return pool;
 }
 
