@@ -52,7 +52,6 @@ static int sp_rot_paused;               /* inside sp_rotator_pause/resume: do no
 static bool sp_rot_cond_ready;
 static bool sp_rot_set_up;              /* the running thread has bound its backend state */
 static bool sp_rot_armed;               /* the pools are warm (sp_rotator_arm): the thread may run */
-static _Atomic bool sp_rot_arming;      /* sp_rotator_arm was called (the first caller arms) */
 
 /* Generations ready to be published.  Rotation n publishes a spare and gets the generation that
  * aged out back as a spare, so after start-up (sp_spares_fill, from the constructor's thread) the
@@ -354,15 +353,17 @@ void sp_rotator_user_add(void)
 void sp_rotator_arm(void)
 {
     sp_assert(!sp_guard_held(&sp_self.guard));   /* not inside the allocator */
-    if (atomic_exchange_explicit(&sp_rot_arming, true, memory_order_relaxed)) return;
-    /* Only this call gets here, once per process (a forked child inherits the flags).  Purging
-     * is taken over before the thread can exist, which then reads sp_purging without the lock. */
-    bool purging = sp_purge_wanted && be_take_over_purging();
     pthread_mutex_lock(&sp_rot_lock);
-    sp_assert(sp_rot_state != SP_ROT_RUNNING);
-    sp_purging = purging;
-    sp_rot_armed = true;
+    bool first = !sp_rot_armed;                  /* once per process (a forked child inherits it) */
+    if (first) {
+        sp_assert(sp_rot_state != SP_ROT_RUNNING);
+        /* Before the thread can exist, which then reads sp_purging without the lock.  The
+         * backend's locks come after sp_rot_lock (the order at the top). */
+        sp_purging = sp_purge_wanted && be_take_over_purging();
+        sp_rot_armed = true;
+    }
     pthread_mutex_unlock(&sp_rot_lock);
+    if (!first) return;
     pthread_mutex_lock(&sp_rot_life);
     sp_rot_start_locked_life();
     pthread_mutex_unlock(&sp_rot_life);
