@@ -24,6 +24,7 @@ static bool be_purging_ours;
  * written under be_zone_arena_lock. */
 static ssize_t be_zone_decay_ms = -1;
 static void be_zone_set_decay(unsigned ind);
+static int be_zone_arena_flags(void);
 
 void be_init(void)
 {
@@ -55,11 +56,13 @@ void be_init(void)
 #define BE_ZONE_END (BE_ZONE_BASE + (1ul << BE_ZONE_BITS))
 
 _Atomic uintptr_t be_zone_used;        /* bytes of the range handed to the arenas (monotonic) */
-static bool be_zone_on;
+/* Set once by be_zone_init (release: be_zone_hooks is complete), read by the binding calls. */
+static _Atomic bool be_zone_on;
 static uintptr_t be_zone_next = BE_ZONE_BASE;   /* bump pointer, under be_zone_grow_lock */
 static uintptr_t be_map_mapped;                 /* bytes of the map mapped so far, same lock */
 static pthread_mutex_t be_zone_grow_lock = PTHREAD_MUTEX_INITIALIZER;
-/* The zone arena, made on the first miss; a separate lock, since making it calls the hooks. */
+/* The zone arena, made by be_zone_init (or, if that failed, a later miss's retry); a separate
+ * lock, since making it calls the hooks. */
 static _Atomic unsigned be_zone_arena;          /* arena index + 1; 0: not yet */
 static pthread_mutex_t be_zone_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 static extent_hooks_t be_zone_hooks;
@@ -166,9 +169,13 @@ bool be_zone_init(void)
     be_zone_hooks = (extent_hooks_t){be_zone_alloc,      be_zone_dalloc,       be_zone_destroy,
                                      be_zone_commit,     be_zone_decommit,     be_zone_purge_lazy,
                                      be_zone_purge_forced, be_zone_split,      be_zone_merge};
-    be_zone_on = true;
-    return true;
+    atomic_store_explicit(&be_zone_on, true, memory_order_release);
+    /* The arena now, not on a thread's next miss: until it exists, free() keeps pooling the
+     * objects from outside the zone, and a program whose Gets all hit would never miss. */
+    return be_zone_arena_flags() != 0;
 }
+
+bool be_zone_serving(void) { return atomic_load_explicit(&be_zone_arena, memory_order_acquire); }
 
 /* The zone arena (made now if need be): MALLOCX_ARENA flags, or 0 if it cannot be made.  One
  * arena, as jemalloc's own single-arena setting: its pages go from class to class and from thread
@@ -215,7 +222,7 @@ static bool be_thread_mibs_ok;
 
 int be_zone_bind(void)
 {
-    if (!be_zone_on) return 0;
+    if (!atomic_load_explicit(&be_zone_on, memory_order_acquire)) return 0;
     int f = be_zone_arena_flags();
     if (!f) return 0;
     unsigned zone = (unsigned)(f >> 20) - 1, old = 0;    /* MALLOCX_ARENA(a) = (a + 1) << 20 */
@@ -245,7 +252,7 @@ int be_zone_bind(void)
 
 int be_zone_flags_shared(void)
 {
-    if (!be_zone_on) return 0;
+    if (!atomic_load_explicit(&be_zone_on, memory_order_acquire)) return 0;
     int f = be_zone_arena_flags();
     return f ? f | MALLOCX_TCACHE_NONE : 0;
 }
@@ -256,8 +263,8 @@ _Atomic unsigned be_zone_backoff;
 /* p: what the zone gave (NULL: it could not grow, or it is in backoff), or an object from outside
  * the zone that a bound thread's cache still held from before it was bound.  The fallback comes
  * from jemalloc's usual arenas (the thread's previous one if it is bound), through the thread's
- * cache, which may hand out a zone object it holds: marked like any other.  Outside objects are
- * pooled by their size when freed. */
+ * cache, which may hand out a zone object it holds: marked like any other.  Outside objects go
+ * back to their arena when freed (pass.c), unless there is no zone arena. */
 void *be_alloc_class_outside(unsigned c, size_t size, int flags, int zf, void *p)
 {
     sp_assert(p == NULL || !be_in_zone(p));   /* be_zone_mark declined it */

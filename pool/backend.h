@@ -35,10 +35,10 @@
  * zone object they get (be_zone_mark with the class of its size).  The slab then lives at least
  * as long as the object, so that byte keeps its value until the object is freed.
  *
- * A thread with a P binds its jemalloc thread cache and arena to the zone on its first miss
- * (be_zone_bind), so its misses and the objects its pools refuse take jemalloc's fast paths;
- * its other requests name its previous arena (be_home_flags), so the zone never holds objects of
- * other sizes.  Threads without a P use the zone arena without a cache (be_zone_flags_shared),
+ * The zone is made once the pools are warm (pool.h, sp_pool_zoned).  A thread with a P then binds
+ * its jemalloc thread cache and arena to the zone on its next miss (be_zone_bind), so its misses
+ * and the objects its pools refuse take jemalloc's fast paths; its other requests name its
+ * previous arena (be_home_flags), so the zone never holds objects of other sizes.  Threads without a P use the zone arena without a cache (be_zone_flags_shared),
  * and give zone objects back to it without one, so their own caches never hold zone objects.
  * be_zone_used is 0 when there is no zone (pools off, the libc backend, or the address range was
  * not available), and every pointer is then "outside". */
@@ -84,15 +84,18 @@ static inline bool be_in_zone(const void *p)
     return be_zone_below_used((uintptr_t)p - BE_ZONE_BASE);
 }
 
-/* Start-up: the zone (its arena is made on the first miss).  false: no zone. */
+/* Once the pools are warm (pool.h, sp_pool_warm_now): the zone and its arena.  false: no zone. */
 bool be_zone_init(void);
+/* The zone's arena exists: the pools' misses come from the zone (be_zone_bind), so a pooled-size
+ * object from outside it need not be pooled any more (pass.c). */
+bool be_zone_serving(void);
 /* "Zone flags", what callers pass to be_alloc_class/be_free_class.  0: no zone (allocate as
  * usual).  With BE_ZF_BOUND (a bit jemalloc's flags leave unused), the calling thread's jemalloc
  * arena is the zone and the rest names the arena it had before; otherwise they are jemalloc
  * flags naming the zone arena. */
 #define BE_ZF_BOUND 0x80
-/* For a thread with a P, on its first miss: binds the thread's jemalloc arena (and so its thread
- * cache's refills) to the zone, once for the thread's life.  Returns its zone flags: bound, or,
+/* For a thread with a P, on its first miss once the zone exists: binds the thread's jemalloc
+ * arena (and so its thread cache's refills) to the zone, once for the thread's life.  Returns its zone flags: bound, or,
  * if binding failed, the shared flags; 0 if there is no zone (yet: call again later). */
 int be_zone_bind(void);
 /* For a caller that must not use its thread cache for zone objects (a thread without a P): the
@@ -126,7 +129,7 @@ static inline bool be_zone_mark(const void *p, unsigned c)
 }
 /* A fresh object of class c (exactly `size` bytes, sp_class_size[c]), from the zone when zf says
  * so; its page's map byte is set before it is returned (see above).  If the zone cannot grow, an
- * object from jemalloc's usual arenas (outside the zone: free() then pools it by its size). */
+ * object from jemalloc's usual arenas (outside the zone: free() then looks its size up, pass.c). */
 static inline void *be_alloc_class(unsigned c, size_t size, int flags, int zf)
 {
     sp_assert(c < sp_nclasses && size == sp_class_size[c]);
@@ -300,6 +303,7 @@ static inline bool be_zone_lookup(const void *p, unsigned *cls)
 static inline bool be_in_zone(const void *p) { (void)p; return false; }
 static inline bool be_zone_mark(const void *p, unsigned c) { (void)p; (void)c; return false; }
 static inline bool be_zone_init(void) { return false; }
+static inline bool be_zone_serving(void) { return false; }
 #define BE_ZF_BOUND 0x80
 static inline int be_zone_bind(void) { return 0; }
 static inline int be_zone_flags_shared(void) { return 0; }
@@ -361,6 +365,15 @@ static inline void be_free_keep_errno(void *p, size_t size)
     int e = errno;
     if (size) be_free_sized(p, size, 0);
     else be_free(p);
+    errno = e;
+}
+/* Frees a pooled-size object from outside the zone to its arena, not into the calling thread's
+ * cache (a bound thread's misses would get it back from there), errno preserved. */
+static inline void be_free_outside(void *p, size_t size)
+{
+    sp_assert(p != NULL && !be_in_zone(p));
+    int e = errno;
+    be_free_sized(p, size, BE_NO_TCACHE);
     errno = e;
 }
 

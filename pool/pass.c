@@ -99,14 +99,31 @@ void sp_pool_pass_free(void *p)
         return;
     }
     size_t size = be_usable(p);
-    if (size <= sp_max_size) {                     /* exactly a class's size: pool it */
-        sp_assert(sp_class_size[sp_size_class(size)] == size);
+    if (size > sp_max_size) {
+        be_free_keep_errno(p, size);
         sp_guard_exit(&t->guard);
-        sp_pool_free(sp_size_class(size), p);
         return;
     }
-    be_free_keep_errno(p, size);
+    /* Exactly a class's size (an object from before the pools were warm, or from outside a zone
+     * that could not grow or was never made). */
+    sp_assert(sp_class_size[sp_size_class(size)] == size);
+    if (be_zone_serving()) {
+        /* Back to its arena, past the thread's cache (which would hand it to the next miss
+         * again): that miss then takes a zone object, whose frees skip this path.  Pooled
+         * instead, a program whose few objects always hit would pay this path forever. */
+        unsigned c = (unsigned)sp_size_class(size);
+        be_free_outside(p, size);
+        if (t->state == SP_T_ACTIVE) {   /* a Put the pool gave back at once, as at the cap */
+            sp_owner_inc(&t->pc->cnt[SP_PC_PUT][c]);
+            sp_count(t->proc, c, SP_C_OVERFLOW);
+        }
+        sp_guard_exit(&t->guard);
+        return;
+    }
+    /* No zone yet: pooled by its size, and counted toward making it (pool.h, sp_pool_zoned). */
     sp_guard_exit(&t->guard);
+    sp_pool_free(sp_size_class(size), p);
+    sp_pool_note_freed_outside(size);
 }
 
 size_t sp_pool_usable(const void *p)

@@ -18,16 +18,12 @@ static inline size_t sp_pool_size_aligned(size_t n, size_t align)
 }
 
 /* Start-up: the backend first (it registers its fork handlers then, and finds its fast paths);
- * then, once the classes are built, sp_pool_start: the pools (sp_pool_init) and the zone their
- * objects come from (without one, free() asks the backend for the size).  false: no memory for
- * the pools (they stay off). */
+ * then, once the classes are built, sp_pool_start: the pools (sp_pool_init).  The zone their
+ * objects come from is made once they are warm (pool.h, sp_pool_warm_now); until then, and
+ * without one, free() asks the backend for the size.  false: no memory for the pools (they stay
+ * off). */
 static inline void sp_pool_backend_init(void) { be_init(); }
-static inline bool sp_pool_start(size_t cache_bytes)
-{
-    if (!sp_pool_init(cache_bytes)) return false;
-    be_zone_init();
-    return true;
-}
+static inline bool sp_pool_start(size_t cache_bytes) { return sp_pool_init(cache_bytes); }
 
 /* n bytes (0 counts as 1) aligned to align (0: the backend's default), zeroed if zero; not from
  * the zone.  NULL with errno ENOMEM. */
@@ -37,7 +33,8 @@ void *sp_pool_alloc_unpooled(size_t c, bool zero);
 /* Frees an object of class c for such a thread (errno preserved). */
 void sp_pool_free_unpooled(size_t c, void *p);
 /* Frees a pointer from outside the zone (or NULL): large, over-aligned, a pooled-size object
- * allocated outside the zone (pooled by its size), or a block of the nested region. */
+ * allocated outside the zone (pooled by its size while there is no zone arena, freed to the
+ * backend once there is one), or a block of the nested region. */
 void sp_pool_pass_free(void *p);
 /* Usable size of any live pointer. */
 size_t sp_pool_usable(const void *p);

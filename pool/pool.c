@@ -80,7 +80,7 @@ static __attribute__((noinline)) void *sp_alloc_unpooled(struct sp_thread *t, si
 }
 
 /* The rare parts of a miss, out of line: the backend had no memory (purge and retry, backend.h),
- * and the thread's first miss, which binds it to the zone. */
+ * and the thread's first miss once the zone exists, which binds it to the zone. */
 static __attribute__((noinline)) void *sp_pool_alloc_class_after_oom(struct sp_thread *t,
                                                                      size_t cls, int flags)
 {
@@ -116,6 +116,32 @@ _Atomic bool sp_pool_warm;
 static _Atomic size_t sp_warm_bytes;
 void sp_pool_set_warm_hook(void (*fn)(void)) { sp_warm_hook = fn; }
 
+/* The zone (pool.h, sp_pool_zone_by): made once, by whichever thread gets here first. */
+_Atomic bool sp_pool_zoned;
+static _Atomic size_t sp_zone_bytes;
+
+static void sp_pool_zone_now(void)
+{
+    if (atomic_load_explicit(&sp_pool_zoned, memory_order_relaxed) ||
+        atomic_exchange_explicit(&sp_pool_zoned, true, memory_order_relaxed))
+        return;
+    /* Under the guard (callers do not hold it): a signal handler that allocates meanwhile is
+     * served by the nested region, not by jemalloc, whose mallctl code this runs. */
+    struct sp_thread *t = &sp_self;
+    bool nested = sp_guard_enter(&t->guard);
+    sp_assert(!nested);
+    int e = errno;
+    be_zone_init();
+    errno = e;
+    if (!nested) sp_guard_exit(&t->guard);
+}
+
+__attribute__((noinline)) void sp_pool_zone_by(size_t n)
+{
+    if (atomic_fetch_add_explicit(&sp_zone_bytes, n, memory_order_relaxed) + n >= SP_WARM_BYTES)
+        sp_pool_zone_now();
+}
+
 void sp_pool_warm_now(void)
 {
     struct sp_thread *t = &sp_self;
@@ -123,6 +149,7 @@ void sp_pool_warm_now(void)
     if (atomic_load_explicit(&sp_pool_warm, memory_order_relaxed) ||
         atomic_exchange_explicit(&sp_pool_warm, true, memory_order_relaxed))
         return;                       /* warm already, or another thread runs the hook */
+    sp_pool_zone_now();               /* first: the hook's purging names the zone arena */
     int e = errno;
     if (sp_warm_hook) sp_warm_hook();
     errno = e;

@@ -207,7 +207,8 @@ struct sp_thread {
     struct sp_pblock *pb;         /* my pblock in it, or NULL if I have none there yet */
     uint32_t pb_retry;            /* Puts to refuse before trying again to make pb (no memory) */
     /* The backend's zone flags for this thread (backend.h), set on its first miss as a thread
-     * with a P (0: not yet, or no zone).  Once bound, for the thread's life, forks included. */
+     * with a P once the zone exists (0: not yet, or no zone).  Once bound, for the thread's life,
+     * forks included. */
     int zone_flags;
     /* Objects a signal handler freed while this thread was inside the allocator (sp_put_nested),
      * linked through their first word; pushed with a CAS (a handler may interrupt a handler),
@@ -388,6 +389,22 @@ static inline void sp_pool_note_handed_out(struct sp_thread *t, size_t n)
 {
     if (SP_UNLIKELY(!atomic_load_explicit(&sp_pool_warm, memory_order_relaxed)))
         sp_pool_warm_by(t, n);
+}
+
+/* The zone (backend.h) is made when the pools get warm, not at start-up: its jemalloc arena and
+ * the mallctl tables it needs are ~300 KB resident, more than a small program's pools ever hold.
+ * Until then misses take objects from the backend's usual arenas, and free() pools them by the
+ * size the backend reports (pass.c), which costs a backend lookup per free.  So SP_WARM_BYTES of
+ * such frees also make the zone (without starting the rotation: a program whose Gets all hit
+ * holds little): a program that reuses a few objects in a loop moves to the zone's free path.
+ * Once the zone's arena exists, those outside objects are freed to the backend instead, and
+ * each thread binds to the zone on its next miss. */
+extern _Atomic bool sp_pool_zoned;
+void sp_pool_zone_by(size_t n);
+static inline void sp_pool_note_freed_outside(size_t n)
+{
+    if (SP_UNLIKELY(!atomic_load_explicit(&sp_pool_zoned, memory_order_relaxed)))
+        sp_pool_zone_by(n);
 }
 
 /* Set-up: class tables must be built.  cache_bytes bounds what one P caches per class

@@ -3,9 +3,9 @@
  *
  * A request of n <= sp_max_size bytes is served by the pool of its class; everything else goes
  * to the backend.  Every object the pools hand out is a backend object of exactly its class,
- * normally from the zone (backend.h), so free() reads the class from the zone's page map.  A
- * pooled-size object outside the zone (allocated before start-up, while the zone could not
- * grow, or every one when there is no zone) is pooled by jemalloc's usable size instead. */
+ * normally from the zone (backend.h), so free() reads the class from the zone's page map.  Any
+ * other pointer (a pooled-size object from before the zone was made, or from while it could
+ * not grow) goes to the pool's pass-through, which asks the backend (pass.h). */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>

@@ -26,6 +26,10 @@ int main(void)
     REQUIRE(syncpool_rotations() == 0, "rotations = %llu at start with SYNCPOOL_ROTATE_MS=0",
             syncpool_rotations());
 
+    /* The pools warm, their zone made: every object below comes from it (an object from before
+     * the zone is freed to jemalloc, not pooled). */
+    sp_warm_pools();
+
     /* 1. Put then Get, same thread, same class */
     static const size_t sizes[] = {40, 8, 100, 1000, 3000, 5000, 14000, 14336};
     void *got[8][2];
