@@ -38,8 +38,9 @@
  * The zone is made once the pools are warm (pool.h, sp_pool_zoned).  A thread with a P then binds
  * its jemalloc thread cache and arena to the zone on its next miss (be_zone_bind), so its misses
  * and the objects its pools refuse take jemalloc's fast paths; its other requests name its
- * previous arena (be_home_flags), so the zone never holds objects of other sizes.  Threads without a P use the zone arena without a cache (be_zone_flags_shared),
- * and give zone objects back to it without one, so their own caches never hold zone objects.
+ * previous arena (be_home_flags), so the zone never holds objects of other sizes.  Threads
+ * without a P use the zone arena without a cache (be_zone_flags_shared), and give zone objects
+ * back to it without one, so their own caches never hold zone objects.
  * be_zone_used is 0 when there is no zone (pools off, the libc backend, or the address range was
  * not available), and every pointer is then "outside". */
 #define BE_ZONE_BASE  0x200000000000ul           /* 32 TiB */
@@ -95,8 +96,9 @@ bool be_zone_serving(void);
  * flags naming the zone arena. */
 #define BE_ZF_BOUND 0x80
 /* For a thread with a P, on its first miss once the zone exists: binds the thread's jemalloc
- * arena (and so its thread cache's refills) to the zone, once for the thread's life.  Returns its zone flags: bound, or,
- * if binding failed, the shared flags; 0 if there is no zone (yet: call again later). */
+ * arena (and so its thread cache's refills) to the zone, once for the thread's life.  Returns
+ * its zone flags: bound, or, if binding failed, the shared flags; 0 if there is no zone (yet:
+ * call again later). */
 int be_zone_bind(void);
 /* For a caller that must not use its thread cache for zone objects (a thread without a P): the
  * zone arena, no cache. */
