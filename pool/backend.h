@@ -85,7 +85,8 @@ static inline bool be_in_zone(const void *p)
     return be_zone_below_used((uintptr_t)p - BE_ZONE_BASE);
 }
 
-/* Once the pools are warm (pool.h, sp_pool_warm_now): the zone and its arena.  false: no zone. */
+/* Once the pools are warm, or enough objects from outside the zone were freed (pool.h,
+ * sp_pool_zoned): the zone and its arena.  false: no zone. */
 bool be_zone_init(void);
 /* The zone's arena exists: the pools' misses come from the zone (be_zone_bind), so a pooled-size
  * object from outside it need not be pooled any more (pass.c). */

@@ -111,12 +111,8 @@ void sp_pool_pass_free(void *p)
         /* Back to its arena, past the thread's cache (which would hand it to the next miss
          * again): that miss then takes a zone object, whose frees skip this path.  Pooled
          * instead, a program whose few objects always hit would pay this path forever. */
-        unsigned c = (unsigned)sp_size_class(size);
         be_free_outside(p, size);
-        if (t->state == SP_T_ACTIVE) {   /* a Put the pool gave back at once, as at the cap */
-            sp_owner_inc(&t->pc->cnt[SP_PC_PUT][c]);
-            sp_count(t->proc, c, SP_C_OVERFLOW);
-        }
+        if (t->state == SP_T_ACTIVE) sp_count_put_released(t, sp_size_class(size));
         sp_guard_exit(&t->guard);
         return;
     }

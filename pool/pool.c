@@ -116,15 +116,22 @@ _Atomic bool sp_pool_warm;
 static _Atomic size_t sp_warm_bytes;
 void sp_pool_set_warm_hook(void (*fn)(void)) { sp_warm_hook = fn; }
 
+/* true for the one caller that sets *flag (the others find it set): what follows runs once per
+ * process.  Relaxed: the flag orders nothing; what the first caller makes is published by its
+ * own release (be_zone_on, the rotation's lock). */
+static bool sp_first_to_set(_Atomic bool *flag)
+{
+    return !atomic_load_explicit(flag, memory_order_relaxed) &&
+           !atomic_exchange_explicit(flag, true, memory_order_relaxed);
+}
+
 /* The zone (pool.h, sp_pool_zone_by): made once, by whichever thread gets here first. */
 _Atomic bool sp_pool_zoned;
 static _Atomic size_t sp_zone_bytes;
 
 static void sp_pool_zone_now(void)
 {
-    if (atomic_load_explicit(&sp_pool_zoned, memory_order_relaxed) ||
-        atomic_exchange_explicit(&sp_pool_zoned, true, memory_order_relaxed))
-        return;
+    if (!sp_first_to_set(&sp_pool_zoned)) return;
     /* Under the guard (callers do not hold it): a signal handler that allocates meanwhile is
      * served by the nested region, not by jemalloc, whose mallctl code this runs. */
     struct sp_thread *t = &sp_self;
@@ -146,9 +153,7 @@ void sp_pool_warm_now(void)
 {
     struct sp_thread *t = &sp_self;
     if (t->state == SP_T_NEW) sp_pool_setup_thread(t);   /* not inside the hook's start */
-    if (atomic_load_explicit(&sp_pool_warm, memory_order_relaxed) ||
-        atomic_exchange_explicit(&sp_pool_warm, true, memory_order_relaxed))
-        return;                       /* warm already, or another thread runs the hook */
+    if (!sp_first_to_set(&sp_pool_warm)) return;   /* warm already, or another runs the hook */
     sp_pool_zone_now();               /* first: the hook's purging names the zone arena */
     int e = errno;
     if (sp_warm_hook) sp_warm_hook();

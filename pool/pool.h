@@ -246,6 +246,14 @@ static inline bool sp_pool_miss_known(struct sp_thread *t, size_t cls)
     return true;
 }
 
+/* A Put of class cls that the pool gave back to the backend at once (counted as a Put and as
+ * released).  Guard held, thread ACTIVE. */
+static inline void sp_count_put_released(struct sp_thread *t, size_t cls)
+{
+    sp_owner_inc(&t->pc->cnt[SP_PC_PUT][cls]);
+    sp_count(t->proc, (unsigned)cls, SP_C_OVERFLOW);
+}
+
 /* Everything past the private stack (get.c, put.c), with the guard held; they leave it held.
  * Each opens and closes its own read-side section.  The thread must be ACTIVE.
  *   sp_pool_get_more: an object from my shared chain, a steal or the victim; NULL: a miss

@@ -54,9 +54,8 @@ void sp_pool_put_more(struct sp_thread *t, size_t cls, void *x)
     sp_assert(t->state == SP_T_ACTIVE && sp_guard_held(&t->guard));
     bool off = sp_fast_paths_are_off(t);
     if (off && !sp_pcache_claim(t->pc)) {   /* the rotation is ageing my stacks (gen.c) */
-        sp_owner_inc(&t->pc->cnt[SP_PC_PUT][cls]);
         be_free_class(x, sp_class_size[cls], t->zone_flags);
-        sp_count(t->proc, (unsigned)cls, SP_C_OVERFLOW);
+        sp_count_put_released(t, cls);
         return;
     }
     sp_rcu_read_lock();
